@@ -1,0 +1,1 @@
+"""Face analysis (detect, crop, landmarks) and the explicit face latent."""

@@ -1,0 +1,199 @@
+"""Find the face in a portrait, frame it as a 512x512 head-and-shoulders crop, and get 478 landmarks.
+
+MediaPipe's full-range detector finds faces anywhere in the image; FaceMesh (with iris refinement) then
+runs on the aligned crop, where the face has the size FaceMesh was trained on.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from openvasa.errors import OpenVasaError
+from openvasa.face import landmarks as lm
+
+log = logging.getLogger(__name__)
+
+FRAME_SIZE = 512
+MIN_FACE_PX = 48  # forehead-to-chin height in the input image
+# Forehead-to-chin height as a fraction of the output frame: the preferred value, and the largest one
+# used to avoid padding when the portrait is cropped tightly.
+FACE_HEIGHT_IN_FRAME = 0.36
+MAX_FACE_HEIGHT_IN_FRAME = 0.55
+FACE_CENTRE_Y_IN_FRAME = 0.42  # leaves room for hair above and shoulders below
+
+
+@dataclass
+class FaceCrop:
+    """A portrait framed for rendering.
+
+    image: (S, S, 3) uint8 RGB; landmarks: (478, 3) float32 pixels of `image` (z in x's scale, away from
+    the camera); to_crop: (2, 3) affine from input-image pixels to crop pixels; padded: (S, S) bool,
+    pixels that came from outside the input image.
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    to_crop: np.ndarray
+    padded: np.ndarray
+
+
+class FaceAnalyzer:
+    """Detector + FaceMesh. `static=False` tracks across consecutive video frames (faster, steadier)."""
+
+    def __init__(self, static: bool = True) -> None:
+        import mediapipe as mp
+
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=0.5
+        )
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
+        )
+
+    def close(self) -> None:
+        self._detector.close()
+        self._mesh.close()
+
+    def __enter__(self) -> "FaceAnalyzer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Face boxes (x0, y0, x1, y1) in pixels, largest first."""
+        h, w = image.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(image))
+        boxes = []
+        for det in result.detections or []:
+            b = det.location_data.relative_bounding_box
+            boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+    def landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        """(478, 3) float32 landmarks in pixels of `image` (z scaled like x), or None if no face."""
+        h, w = image.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(image))
+        if not result.multi_face_landmarks:
+            return None
+        pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
+        return pts * np.array([w, h, w], np.float32)
+
+    def crop_portrait(self, image: np.ndarray, face_index: int | None = None) -> FaceCrop:
+        """Frame the chosen face (largest by default) as a FRAME_SIZE head-and-shoulders crop."""
+        boxes = self.detect(image)
+        if not boxes:
+            raise OpenVasaError("no face found in the image")
+        if face_index is None:
+            if len(boxes) > 1:
+                log.warning(
+                    "%d faces found; using the largest (choose another with --face-index)", len(boxes)
+                )
+            face_index = 0
+        if not 0 <= face_index < len(boxes):
+            raise OpenVasaError(f"--face-index {face_index} is out of range: {len(boxes)} face(s) found")
+        points = self.landmarks_in_box(image, boxes[face_index])
+        if points is None:
+            raise OpenVasaError(
+                "a face was detected but its landmarks could not be found (too blurred or turned?)"
+            )
+        _check_face_visible(points, image.shape[:2])
+        to_crop = least_padded_framing(points, image.shape[:2])
+        crop, padded = warp_with_padding(image, to_crop, FRAME_SIZE)
+        refined = self.landmarks(crop)
+        if refined is None:  # fall back to the transformed first pass
+            refined = transform_points(points, to_crop)
+        return FaceCrop(crop, refined, to_crop, padded)
+
+    def landmarks_in_box(
+        self, image: np.ndarray, box: tuple[float, float, float, float]
+    ) -> np.ndarray | None:
+        """FaceMesh on a square patch around a detected box, mapped back to image pixels."""
+        x0, y0, x1, y1 = box
+        side = 2.0 * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        scale = 256.0 / side
+        to_patch = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]], np.float64)
+        patch = cv2.warpAffine(
+            image, to_patch, (256, 256), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        pts = self.landmarks(patch)
+        if pts is None:
+            return None
+        return transform_points(pts, invert_affine(to_patch))
+
+
+def _check_face_visible(points: np.ndarray, shape: tuple[int, int]) -> None:
+    h, w = shape
+    face_height = float(np.linalg.norm(points[lm.FOREHEAD_TOP, :2] - points[lm.CHIN, :2]))
+    if face_height < MIN_FACE_PX:
+        raise OpenVasaError(
+            f"the face is too small ({face_height:.0f} px forehead to chin; need at least {MIN_FACE_PX} px)"
+        )
+    oval = points[list(lm.FACE_OVAL), :2]
+    margin = 0.02 * face_height
+    outside = (
+        (oval[:, 0] < -margin)
+        | (oval[:, 0] > w + margin)
+        | (oval[:, 1] < -margin)
+        | (oval[:, 1] > h + margin)
+    )
+    if outside.mean() > 0.1:
+        raise OpenVasaError("the face is cut off by the image border; use a portrait showing the whole face")
+
+
+def least_padded_framing(points: np.ndarray, shape: tuple[int, int], size: int = FRAME_SIZE) -> np.ndarray:
+    """The framing closest to the preferred face size that needs (almost) no padding."""
+    best, best_padding = None, 2.0
+    for fraction in np.linspace(FACE_HEIGHT_IN_FRAME, MAX_FACE_HEIGHT_IN_FRAME, 8):
+        affine = framing_transform(points, fraction, size)
+        inside = cv2.warpAffine(np.ones(shape, np.uint8), affine / 8, (size // 8, size // 8), borderValue=0)
+        padding = 1.0 - inside.mean()
+        if padding < 0.02:
+            return affine
+        if padding < best_padding - 0.01:
+            best, best_padding = affine, padding
+    return best
+
+
+def framing_transform(points: np.ndarray, face_fraction: float, size: int = FRAME_SIZE) -> np.ndarray:
+    """(2, 3) similarity from image pixels to the output frame: eyes level, face centred, given face height."""
+    right_eye = points[list(lm.RIGHT_EYE_CORNERS), :2].mean(0)
+    left_eye = points[list(lm.LEFT_EYE_CORNERS), :2].mean(0)
+    angle = np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
+    face_height = np.linalg.norm(points[lm.FOREHEAD_TOP, :2] - points[lm.CHIN, :2])
+    centre = (points[lm.FOREHEAD_TOP, :2] + points[lm.CHIN, :2]) / 2
+    scale = face_fraction * size / face_height
+    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
+    rot = np.array([[c, -s], [s, c]])
+    target = np.array([size / 2, FACE_CENTRE_Y_IN_FRAME * size])
+    return np.hstack([rot, (target - rot @ centre)[:, None]])
+
+
+def warp_with_padding(image: np.ndarray, affine: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Warp into a size x size frame; pixels outside the source repeat the edge and are blurred so that
+    padding reads as out-of-focus background."""
+    out = cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(
+        np.full(image.shape[:2], 255, np.uint8), affine, (size, size), flags=cv2.INTER_NEAREST, borderValue=0
+    )
+    padded = inside < 128
+    if padded.any():
+        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=size / 40)
+        alpha = cv2.GaussianBlur(padded.astype(np.float32), (0, 0), sigmaX=size / 100)[..., None]
+        out = (out * (1 - alpha) + blurred * alpha).astype(np.uint8)
+    return out, padded
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(affine)
+
+
+def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Apply a 2D similarity to (N, 3) points; z is scaled by the same factor as x, y."""
+    out = points.astype(np.float32).copy()
+    out[:, :2] = points[:, :2] @ affine[:, :2].T + affine[:, 2]
+    out[:, 2] = points[:, 2] * np.sqrt(abs(np.linalg.det(affine[:, :2])))
+    return out

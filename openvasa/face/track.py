@@ -1,0 +1,58 @@
+"""Landmarks for every frame of a talking video, in the 512x512 framing of its first frame."""
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from openvasa.errors import OpenVasaError
+from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer, least_padded_framing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackedClip:
+    """frames: (T, S, S, 3) uint8 crops; landmarks: (T, 478, 3) px; valid: (T,) bool, False where tracking
+    was lost (those landmarks are copied from the nearest tracked frame)."""
+
+    frames: np.ndarray
+    landmarks: np.ndarray
+    valid: np.ndarray
+
+
+def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedClip:
+    """Fix one crop from the first frame where a face is found (the camera is assumed still), then track."""
+    with FaceAnalyzer(static=True) as finder:
+        for first in frames[: min(len(frames), 25)]:
+            boxes = finder.detect(first)
+            points = finder.landmarks_in_box(first, boxes[0]) if boxes else None
+            if points is not None:
+                break
+        else:
+            raise OpenVasaError("no face found in the first second of the video")
+    to_crop = least_padded_framing(points, first.shape[:2])
+    crops, marks, valid = [], [], []
+    with FaceAnalyzer(static=False) as tracker:
+        for frame in frames:
+            crop = cv2.warpAffine(frame, to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA,
+                                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            found = tracker.landmarks(crop)
+            valid.append(found is not None)
+            marks.append(found if found is not None else np.full((478, 3), np.nan, np.float32))
+            if keep_frames:
+                crops.append(crop)
+    valid_arr = np.array(valid)
+    if valid_arr.mean() < 0.5:
+        raise OpenVasaError(f"the face was lost in {100 * (1 - valid_arr.mean()):.0f}% of the video's frames")
+    landmarks = _fill_gaps(np.stack(marks), valid_arr)
+    frames_arr = np.stack(crops) if keep_frames else np.empty((0, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+    return TrackedClip(frames_arr, landmarks, valid_arr)
+
+
+def _fill_gaps(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Copy each lost frame's landmarks from the nearest tracked frame."""
+    good = np.flatnonzero(valid)
+    nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None]).argmin(1)]
+    return landmarks[nearest]

@@ -1,0 +1,1 @@
+"""Reading and writing audio, video and image files."""

@@ -1,0 +1,1 @@
+"""Render frames: the source portrait warped to target landmarks, with eyes and mouth interior."""
