@@ -45,9 +45,7 @@ class FaceAnalyzer:
     def __init__(self, static: bool = True) -> None:
         import mediapipe as mp
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=0.5
-        )
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
         )
@@ -88,17 +86,13 @@ class FaceAnalyzer:
             raise OpenVasaError("no face found in the image")
         if face_index is None:
             if len(boxes) > 1:
-                log.warning(
-                    "%d faces found; using the largest (choose another with --face-index)", len(boxes)
-                )
+                log.warning("%d faces found; using the largest (choose another with --face-index)", len(boxes))
             face_index = 0
         if not 0 <= face_index < len(boxes):
             raise OpenVasaError(f"--face-index {face_index} is out of range: {len(boxes)} face(s) found")
         points = self.landmarks_in_box(image, boxes[face_index])
         if points is None:
-            raise OpenVasaError(
-                "a face was detected but its landmarks could not be found (too blurred or turned?)"
-            )
+            raise OpenVasaError("a face was detected but its landmarks could not be found (too blurred or turned?)")
         _check_face_visible(points, image.shape[:2])
         to_crop = least_padded_framing(points, image.shape[:2])
         crop, padded = warp_with_padding(image, to_crop, FRAME_SIZE)
@@ -107,18 +101,14 @@ class FaceAnalyzer:
             refined = transform_points(points, to_crop)
         return FaceCrop(crop, refined, to_crop, padded)
 
-    def landmarks_in_box(
-        self, image: np.ndarray, box: tuple[float, float, float, float]
-    ) -> np.ndarray | None:
+    def landmarks_in_box(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
         """FaceMesh on a square patch around a detected box, mapped back to image pixels."""
         x0, y0, x1, y1 = box
         side = 2.0 * max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         scale = 256.0 / side
         to_patch = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]], np.float64)
-        patch = cv2.warpAffine(
-            image, to_patch, (256, 256), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-        )
+        patch = cv2.warpAffine(image, to_patch, (256, 256), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
         pts = self.landmarks(patch)
         if pts is None:
             return None
@@ -134,12 +124,7 @@ def _check_face_visible(points: np.ndarray, shape: tuple[int, int]) -> None:
         )
     oval = points[list(lm.FACE_OVAL), :2]
     margin = 0.02 * face_height
-    outside = (
-        (oval[:, 0] < -margin)
-        | (oval[:, 0] > w + margin)
-        | (oval[:, 1] < -margin)
-        | (oval[:, 1] > h + margin)
-    )
+    outside = (oval[:, 0] < -margin) | (oval[:, 0] > w + margin) | (oval[:, 1] < -margin) | (oval[:, 1] > h + margin)
     if outside.mean() > 0.1:
         raise OpenVasaError("the face is cut off by the image border; use a portrait showing the whole face")
 

@@ -90,9 +90,7 @@ def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2)
     """Fit a FaceBasis on clips; returns it with a report of explained variance."""
     sample = np.concatenate([c.landmarks[:: max(1, len(c.landmarks) // 40)] for c in clips])
     mean = frontal_mean(sample)
-    provisional = FaceBasis(
-        mean, np.zeros((mean.size, 6)), np.zeros(6), np.zeros((mean.size, 0)), np.zeros(0), 0
-    )
+    provisional = FaceBasis(mean, np.zeros((mean.size, 6)), np.zeros(6), np.zeros((mean.size, 0)), np.zeros(0), 0)
     d_canon, d_eyes, eyes_all, clip_means = [], [], [], []
     for clip in clips:
         pts = clip.landmarks[::stride]
@@ -127,9 +125,7 @@ def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=Path("out/tracked_landmarks.npz"))

@@ -73,9 +73,7 @@ def _open(path: Path) -> Iterator[InputContainer]:
         with av.open(str(path), metadata_errors="ignore") as container:
             yield container
     except av.FFmpegError as e:
-        raise OpenVasaError(
-            f"{path}: cannot decode, the file is corrupt or not a media file ({e.strerror})"
-        ) from e
+        raise OpenVasaError(f"{path}: cannot decode, the file is corrupt or not a media file ({e.strerror})") from e
 
 
 def _decode_audio(
@@ -112,9 +110,7 @@ def _decode_audio(
     return mono.astype(np.float32, copy=False), truncated
 
 
-def load_audio(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_AUDIO_SECONDS
-) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
     """Decode the audio of any audio or video file to float32 mono at `sample_rate`.
 
     Raises OpenVasaError if the file is missing, too large, undecodable, has no audio, or its audio is empty,
@@ -344,9 +340,7 @@ def load_image(path: str | Path) -> np.ndarray:
         raise OpenVasaError(f"{path}: not a readable image")
     if max(image.shape[:2]) > MAX_IMAGE_SIDE:
         height, width = image.shape[:2]
-        raise OpenVasaError(
-            f"{path}: image is too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)"
-        )
+        raise OpenVasaError(f"{path}: image is too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
     if image.ndim == 3 and image.shape[2] == 4 and image.dtype in (np.uint8, np.uint16):
         return _over_white(image)
     # Decoded again: IMREAD_COLOR applies the EXIF orientation and converts gray and 16-bit to 8-bit BGR.

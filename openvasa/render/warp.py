@@ -63,9 +63,7 @@ class MeshWarper:
         self.source_points = points
         self.triangles = Delaunay(points[:, :2]).simplices.astype(np.int64)  # (F, 3)
         # Homogeneous source vertices per triangle, (F, 3, 3): solved against target vertices each frame.
-        self._source_tri = np.concatenate(
-            [points[self.triangles][..., :2], np.ones((len(self.triangles), 3, 1))], 2
-        )
+        self._source_tri = np.concatenate([points[self.triangles][..., :2], np.ones((len(self.triangles), 3, 1))], 2)
         grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
         self._grid = (grid_x, grid_y)
 
@@ -117,9 +115,7 @@ def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarra
     chin_y = landmarks[lm.CHIN, 1]
     face_height = np.linalg.norm(landmarks[lm.FOREHEAD_TOP, :2] - landmarks[lm.CHIN, :2])
     points, weights = [], []
-    for scale, w_above, w_below in zip(
-        RING_SCALES, RING_WEIGHTS_ABOVE_CHIN, RING_WEIGHTS_BELOW_CHIN, strict=True
-    ):
+    for scale, w_above, w_below in zip(RING_SCALES, RING_WEIGHTS_ABOVE_CHIN, RING_WEIGHTS_BELOW_CHIN, strict=True):
         ring = centre + (oval - centre) * np.array([scale, scale, 1.0])
         ring[:, 2] = oval[:, 2] + 0.1 * face_height * (scale - 1)  # a little behind the face surface
         below = np.clip((ring[:, 1] - (chin_y - 0.1 * face_height)) / (0.3 * face_height), 0, 1)

@@ -1,0 +1,1 @@
+"""Audio analysis for driving face motion: per-video-frame speech features."""

@@ -1,0 +1,129 @@
+"""Offline pipelines as short compositions of the stages: portrait -> motion latents -> frames -> mp4."""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openvasa.errors import OpenVasaError
+from openvasa.face.detect import FaceAnalyzer, FaceCrop
+from openvasa.face.landmarks import mouth_opening
+from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity
+from openvasa.face.track import track_frames
+from openvasa.io.media import load_audio, load_image, read_video, write_video
+from openvasa.motion.baseline import generate_baseline_motion
+from openvasa.motion.controls import MotionControls
+from openvasa.render.renderer import PortraitRenderer
+
+log = logging.getLogger(__name__)
+
+REENACT_MODES = ("full", "pose", "expression")
+POSE_SMOOTHING_FRAMES = 0.8  # Gaussian sigma: removes tracking jitter, keeps real head motion
+
+
+@dataclass
+class Portrait:
+    """A portrait analysed once: framing, identity (neutral shape + own latent) and its renderer."""
+
+    crop: FaceCrop
+    identity: Identity
+    renderer: PortraitRenderer
+
+
+def prepare_portrait(image: np.ndarray | str | Path, face_index: int | None = None,
+                     codec: FaceLatentCodec | None = None) -> Portrait:  # fmt: skip
+    """Find, frame and analyse the face of a portrait (array RGB uint8 or image path)."""
+    pixels = load_image(image) if isinstance(image, str | Path) else image
+    with FaceAnalyzer(static=True) as analyzer:
+        crop = analyzer.crop_portrait(pixels, face_index)
+    codec = codec or FaceLatentCodec()
+    return Portrait(crop, codec.identity_of(crop.landmarks), PortraitRenderer(crop))
+
+
+def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCodec) -> Iterator[np.ndarray]:
+    """Yield one RGB frame per latent frame."""
+    for i in range(len(latent)):
+        yield portrait.renderer.render(codec.decode(latent[i : i + 1], portrait.identity)[0])
+
+
+def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, output: str | Path | None = None,
+             controls: MotionControls | None = None, seed: int = 0, fps: float = 25.0,
+             face_index: int | None = None, progress: bool = False) -> Path | list[np.ndarray]:  # fmt: skip
+    """Talking video from one portrait and speech audio (16 kHz mono array or audio file).
+
+    Motion comes from the audio-driven *baseline* (`openvasa.motion.baseline`). Writes an mp4 and returns its
+    path when `output` is given, else returns the frames.
+    """
+    if not 1 <= fps <= 60:
+        raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
+    pcm = load_audio(audio) if isinstance(audio, str | Path) else np.asarray(audio, np.float32)
+    codec = FaceLatentCodec()
+    portrait = prepare_portrait(image, face_index, codec)
+    latent = generate_baseline_motion(
+        pcm, fps, portrait.identity.reference, codec.basis, controls or MotionControls(), seed
+    )
+    frames = render_latents(portrait, latent, codec)
+    if output is None:
+        return list(frames)
+    return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
+
+
+def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLatent, mode: str = "full") -> FaceLatent:
+    """Move the source latent as the driver moves, relative to the driver's own start.
+
+    driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame. Expression is taken relative to the driver's most
+    neutral frame (mouth closest to shut among frames with open eyes), since clips often start mid-word.
+    """
+    if mode not in REENACT_MODES:
+        raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
+    n = len(driver)
+    out = FaceLatent(np.repeat(source.pose, n, 0), np.repeat(source.eyes, n, 0), np.repeat(source.dynamics, n, 0))
+    if mode in ("full", "pose"):
+        pose = _smooth(driver.pose, POSE_SMOOTHING_FRAMES)
+        ratio = pose[:, 6:7] / pose[0, 6]
+        out.pose[:, :3] += pose[:, :3] - pose[0, :3]
+        out.pose[:, 3:6] += (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
+        out.pose[:, 6:7] = source.pose[0, 6] * ratio
+    if mode in ("full", "expression"):
+        ref = neutral_frame(driver, driver_mouth)
+        out.dynamics += driver.dynamics - driver.dynamics[ref]
+        openness = driver.eyes[:, :2] / np.maximum(driver.eyes[ref, :2], 1e-3)
+        out.eyes[:, :2] = source.eyes[0, :2] * np.clip(openness, 0, 1.6)
+        out.eyes[:, 2:] += driver.eyes[:, 2:] - driver.eyes[ref, 2:]
+    return out
+
+
+def neutral_frame(latent: FaceLatent, mouth: np.ndarray) -> int:
+    """Index of the driver frame used as expression reference: mouth most shut among open-eyed frames."""
+    openness = latent.eyes[:, :2].mean(1)
+    candidates = np.flatnonzero(openness >= np.median(openness))
+    return int(candidates[np.argmin(mouth[candidates])])
+
+
+def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Path | None = None,
+            mode: str = "full", face_index: int | None = None,
+            progress: bool = False) -> Path | list[np.ndarray]:  # fmt: skip
+    """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
+    if mode not in REENACT_MODES:
+        raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
+    clip = read_video(video)
+    codec = FaceLatentCodec()
+    portrait = prepare_portrait(image, face_index, codec)
+    tracked = track_frames(clip.frames, keep_frames=False)
+    driver = codec.encode(tracked.landmarks)
+    latent = transfer_motion(driver, mouth_opening(tracked.landmarks), portrait.identity.reference, mode)
+    frames = render_latents(portrait, latent, codec)
+    if output is None:
+        return list(frames)
+    return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress)
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along time (axis 0) with edge padding."""
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(x.shape[1])], 1)
