@@ -16,6 +16,8 @@ MIN_RANGE_DB = 12.0
 MAX_RANGE_DB = 40.0
 GATE_FRACTION = 0.25  # of the way from the noise floor to loud speech
 SILENCE_DB = -100.0
+# Below this RMS level (dBFS) a frame is silence whatever the clip's own levels are.
+ABSOLUTE_GATE_DB = -75.0
 # Spectral centroid range (Hz) mapped to [0, 1] on a log scale: rounded vowels low, fricatives high.
 CENTROID_RANGE_HZ = (300.0, 5000.0)
 FEATURE_NAMES = ("loudness", "centroid", "high_ratio", "f2_ratio")
@@ -60,8 +62,8 @@ def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 1600
     loud_db = np.percentile(db, LOUD_PERCENTILE)
     floor_db = np.percentile(db, FLOOR_PERCENTILE)
     span = np.clip(loud_db - floor_db, MIN_RANGE_DB / (1 - GATE_FRACTION), MAX_RANGE_DB / (1 - GATE_FRACTION))
-    gate_db = loud_db - (1 - GATE_FRACTION) * span
-    loudness = np.clip((db - gate_db) / (loud_db - gate_db), 0.0, 1.0)
+    gate_db = max(loud_db - (1 - GATE_FRACTION) * span, ABSOLUTE_GATE_DB)
+    loudness = np.clip((db - gate_db) / max(loud_db - gate_db, 1e-6), 0.0, 1.0)
     gate = (loudness > 0).astype(np.float64)
 
     # Pre-emphasis flattens the voice's spectral tilt, so formants rather than the pitch carry the shape.

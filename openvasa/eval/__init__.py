@@ -1,0 +1,1 @@
+"""Measurements of generated videos (identity, landmarks re-detected in rendered frames)."""

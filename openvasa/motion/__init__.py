@@ -1,0 +1,1 @@
+"""Audio-driven face motion in the FaceLatent space: user controls and the baseline generator."""

@@ -1,0 +1,320 @@
+"""Baseline audio-driven face motion: hand-built signal processing, no learned generator.
+
+This baseline stands in until the learned diffusion model of motion replaces it. Lips follow the
+loudness envelope (opening) and the spectral shape (rounding) along two directions of the dynamics
+basis measured on real talking videos; blinks, gaze saccades and head sway are seeded random
+processes; head nods follow loudness onsets. Every deviation is stationary and centred on the
+portrait's own latent, so the motion never drifts.
+
+The mouth directions and gains are fitted on the training identities and shipped in
+`openvasa/assets/baseline_mouth.npz`; refit them (after refitting the face basis) with
+
+    python -m openvasa.motion.baseline --fit [--videos ../shared/data/videos] [--cache out/tracked_landmarks.npz]
+"""
+
+import argparse
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from openvasa.audio.features import frame_energy_features, n_frames_for
+from openvasa.errors import OpenVasaError
+from openvasa.face import landmarks as lm
+from openvasa.face.fit_basis import ClipLandmarks, track_clips, validation_identities
+from openvasa.face.geometry import euler_to_matrix
+from openvasa.face.latent import FaceBasis, FaceLatent, FaceLatentCodec, gaze_to_iris_offset, to_canonical
+from openvasa.io.media import SAMPLE_RATE, load_audio, video_fps
+from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
+
+MOUTH_FILE = "baseline_mouth.npz"
+
+# Lip opening: fast attack, slower release, so lips snap open on a vowel and close between words.
+OPEN_ATTACK_S = 0.03
+OPEN_RELEASE_S = 0.08
+# Rounding: voiced sound with a low spectral centroid and little second-formant energy (o, u).
+ROUND_CENTROID = 0.5
+ROUND_CENTROID_WIDTH = 0.15
+ROUND_F2_WEIGHT = 2.0
+ROUND_ATTACK_S = 0.04
+ROUND_RELEASE_S = 0.1
+
+# Blinks: about 15 a minute, never closer than BLINK_MIN_GAP_S.
+BLINK_MIN_GAP_S = 1.5
+BLINK_MEAN_EXTRA_GAP_S = 2.5
+BLINK_DURATION_S = (0.2, 0.3)
+BLINK_CLOSING_SHARE = 0.4
+BLINK_DEPTH = 0.95
+
+# Gaze saccades: hold a small offset for 1-3 s, back to centre about a third of the time.
+SACCADE_HOLD_S = (1.0, 3.0)
+SACCADE_YAW_DEG = 2.5
+SACCADE_PITCH_DEG = 2.0
+SACCADE_CENTRE_CHANCE = 0.35
+SACCADE_TIME_S = 0.03
+
+# Head sway: a sum of sinusoids per axis (yaw, pitch, roll), amplitudes falling with frequency.
+SWAY_STD_DEG = (2.5, 1.8, 1.0)
+SWAY_BANDS_HZ = ((0.06, 0.12), (0.12, 0.25), (0.25, 0.45), (0.45, 0.8))
+SWAY_BAND_WEIGHTS = (1.0, 0.7, 0.4, 0.2)
+# Nods: pitch (head down +) per unit/s of rise of the syllable-level loudness envelope; speech rises
+# by about 2.7 a second at its 95th percentile, giving nods of about 1.4 degrees.
+NOD_DEG_PER_RISE = 0.5
+NOD_ENVELOPE_S = 0.1
+NOD_ATTACK_S = 0.1
+NOD_RELEASE_S = 0.25
+# The head turns about the top of the neck: below and behind the rigid centroid (canonical units).
+NECK_PIVOT = np.array([0.0, 0.6, 0.8])
+
+DEFAULT_CONTROLS = MotionControls()
+
+
+@dataclass
+class MouthModel:
+    """Fitted mouth directions of the baseline. open_dir, round_dir: (K,) dynamics change per eye
+    distance of inner-lip opening / of mouth-corner narrowing; open_gain, round_gain: eye distances of
+    opening / narrowing at full drive; basis_check: (K,) column abs-sums of the basis it was fitted on."""
+
+    open_dir: np.ndarray
+    round_dir: np.ndarray
+    open_gain: float
+    round_gain: float
+    basis_check: np.ndarray
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path,
+            open_dir=self.open_dir.astype(np.float32),
+            round_dir=self.round_dir.astype(np.float32),
+            open_gain=np.float32(self.open_gain),
+            round_gain=np.float32(self.round_gain),
+            basis_check=self.basis_check.astype(np.float32),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "MouthModel":
+        return _load_mouth(str(path or resources.files("openvasa") / "assets" / MOUTH_FILE))
+
+    def check(self, basis: FaceBasis) -> None:
+        """Raise OpenVasaError unless this model was fitted on `basis`."""
+        if len(self.open_dir) != basis.n_dynamics or not np.allclose(self.basis_check, _basis_check(basis), rtol=1e-3):
+            raise OpenVasaError(
+                f"{MOUTH_FILE} does not match the face basis; refit it: python -m openvasa.motion.baseline --fit"
+            )
+
+
+@lru_cache(maxsize=4)
+def _load_mouth(path: str) -> MouthModel:
+    with np.load(path) as z:
+        return MouthModel(
+            open_dir=z["open_dir"].astype(np.float64),
+            round_dir=z["round_dir"].astype(np.float64),
+            open_gain=float(z["open_gain"]),
+            round_gain=float(z["round_gain"]),
+            basis_check=z["basis_check"].astype(np.float64),
+        )
+
+
+def _basis_check(basis: FaceBasis) -> np.ndarray:
+    return np.abs(basis.dynamics_basis).sum(axis=0)
+
+
+def one_pole(x: np.ndarray, fps: float, attack_s: float, release_s: float) -> np.ndarray:
+    """Smooth (T,) with a one-pole filter, time constant attack_s while rising and release_s while falling."""
+    up = 1 - np.exp(-1 / (fps * attack_s))
+    down = 1 - np.exp(-1 / (fps * release_s))
+    out = np.empty(len(x))
+    state = 0.0
+    for i, value in enumerate(x.tolist()):
+        state += (up if value > state else down) * (value - state)
+        out[i] = state
+    return out
+
+
+def mouth_drives(features: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Opening and rounding drives in [0, 1] from frame_energy_features. (T, 4) -> (T,), (T,)."""
+    loudness, centroid, _, f2_ratio = features.T
+    # smoothstep: level near the speech gate barely moves the lips, loud vowels saturate.
+    opening = one_pole(loudness**2 * (3 - 2 * loudness), fps, OPEN_ATTACK_S, OPEN_RELEASE_S)
+    rounded = np.clip((ROUND_CENTROID - centroid) / ROUND_CENTROID_WIDTH, 0, 1)
+    rounding = loudness * rounded * np.clip(1 - ROUND_F2_WEIGHT * f2_ratio, 0, 1)
+    return opening, one_pole(rounding, fps, ROUND_ATTACK_S, ROUND_RELEASE_S)
+
+
+def _blinks(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Eye openness factor (T,): 1 open, 1 - BLINK_DEPTH at the bottom of a blink."""
+    times = np.arange(n) / fps
+    factor = np.ones(n)
+    t = rng.uniform(0.3, BLINK_MIN_GAP_S + BLINK_MEAN_EXTRA_GAP_S)
+    while t < n / fps:
+        duration = rng.uniform(*BLINK_DURATION_S)
+        # The closed moment falls on a frame, so every blink is seen fully closed.
+        closed = round((t + BLINK_CLOSING_SHARE * duration) * fps) / fps
+        closing, opening = BLINK_CLOSING_SHARE * duration, (1 - BLINK_CLOSING_SHARE) * duration
+        u = np.where(times < closed, (times - closed) / closing, (times - closed) / opening)
+        shape = np.where(np.abs(u) < 1, 0.5 + 0.5 * np.cos(np.pi * np.clip(u, -1, 1)), 0.0)
+        factor = np.minimum(factor, 1 - BLINK_DEPTH * shape)
+        t += BLINK_MIN_GAP_S + rng.exponential(BLINK_MEAN_EXTRA_GAP_S)
+    return factor
+
+
+def _saccades(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Small gaze offsets (T, 2) in degrees (yaw, pitch), held a while, starting at the centre."""
+    target = np.zeros((n, 2))
+    start = round(rng.uniform(*SACCADE_HOLD_S) * fps)
+    while start < n:
+        if rng.random() >= SACCADE_CENTRE_CHANCE:
+            target[start:] = rng.uniform(-1, 1, 2) * (SACCADE_YAW_DEG, SACCADE_PITCH_DEG)
+        else:
+            target[start:] = 0.0
+        start += max(1, round(rng.uniform(*SACCADE_HOLD_S) * fps))
+    return np.stack([one_pole(x, fps, SACCADE_TIME_S, SACCADE_TIME_S) for x in target.T], axis=1)
+
+
+def _sway(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean head rotation (T, 3) in degrees (yaw, pitch, roll) with std SWAY_STD_DEG."""
+    times = np.arange(n) / fps
+    weights = np.asarray(SWAY_BAND_WEIGHTS)
+    # A sum of sinusoids of amplitudes a_i has variance sum(a_i^2) / 2.
+    amplitudes = weights / np.sqrt((weights**2).sum() / 2)
+    out = np.zeros((n, 3))
+    for axis, std in enumerate(SWAY_STD_DEG):
+        for (lo, hi), amplitude in zip(SWAY_BANDS_HZ, amplitudes, strict=True):
+            freq, phase = rng.uniform(lo, hi), rng.uniform(0, 2 * np.pi)
+            out[:, axis] += std * amplitude * np.sin(2 * np.pi * freq * times + phase)
+    return out
+
+
+def _nods(loudness: np.ndarray, fps: float) -> np.ndarray:
+    """Pitch (T,) degrees: the head dips on loudness onsets; centred on 0 over the clip."""
+    envelope = one_pole(loudness, fps, NOD_ENVELOPE_S, NOD_ENVELOPE_S)
+    rise = np.maximum(np.diff(envelope, prepend=0.0) * fps, 0.0)
+    nod = NOD_DEG_PER_RISE * one_pole(rise, fps, NOD_ATTACK_S, NOD_RELEASE_S)
+    return nod - nod.mean()
+
+
+def generate_baseline_motion(
+    audio: np.ndarray,
+    fps: float,
+    reference: FaceLatent,
+    basis: FaceBasis,
+    controls: MotionControls = DEFAULT_CONTROLS,
+    seed: int = 0,
+    sample_rate: int = SAMPLE_RATE,
+) -> FaceLatent:
+    """Baseline motion of a portrait speaking `audio` (S,) mono; the reference is its own 1-frame latent.
+
+    Returns n_frames_for(len(audio), fps, sample_rate) frames: pose (T, 7), eyes (T, 6), dynamics (T, K).
+    Deterministic for a seed; different seeds give different blinks, saccades and sway.
+    """
+    if not (np.isfinite(fps) and fps > 0):
+        raise OpenVasaError(f"invalid frame rate {fps}")
+    if len(reference) != 1:
+        raise OpenVasaError(f"the reference latent must have one frame, got {len(reference)}")
+    mouth = MouthModel.load()
+    mouth.check(basis)
+    rng = np.random.default_rng(seed)
+    features = frame_energy_features(audio, fps, sample_rate)
+    n = n_frames_for(len(np.ravel(audio)), fps, sample_rate)
+
+    opening, rounding = mouth_drives(features, fps)
+    dynamics = (
+        reference.dynamics
+        + emotion_offset(controls.emotion, basis, controls.emotion_strength)
+        + (mouth.open_gain * opening)[:, None] * mouth.open_dir
+        + (mouth.round_gain * rounding)[:, None] * mouth.round_dir
+    )
+
+    eyes = np.repeat(reference.eyes, n, axis=0)
+    openness = emotion_eye_openness(controls.emotion, controls.emotion_strength)
+    eyes[:, :2] *= openness * _blinks(n, fps, rng)[:, None]
+    if controls.gaze is not None:
+        eyes[:, 2:] = basis.eye_mean[2:] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+    saccades = _saccades(n, fps, rng)
+    eyes[:, 2:] += np.tile(gaze_to_iris_offset(saccades[:, 0], saccades[:, 1]).T, 2)
+
+    pose = np.repeat(reference.pose, n, axis=0)
+    turn = _sway(n, fps, rng)
+    turn[:, 1] += _nods(features[:, 0], fps)
+    pose[:, :3] += np.radians(turn) * controls.motion_scale
+    pose[:, 6] = reference.pose[0, 6] / controls.distance
+    # Turning about the neck moves the face: the pivot stays where it is in the image.
+    ref_rot = euler_to_matrix(*reference.pose[0, :3])
+    rot = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
+    pose[:, 3:6] += pose[:, 6, None] * ((ref_rot - rot) @ NECK_PIVOT)
+    return FaceLatent(pose, eyes, dynamics)
+
+
+def fit_mouth_model(
+    clips: list[ClipLandmarks], video_dir: Path, basis: FaceBasis
+) -> tuple[MouthModel, dict[str, float]]:
+    """Fit the mouth directions and gains on real talking clips; returns them with a report.
+
+    Directions: least squares of within-clip-centred dynamics codes on within-clip-centred inner-lip
+    opening and mouth width (eye distances), so each direction moves its measure by one unit and leaves
+    the other. Opening gain: the median, over clips, of the opening range (95th - 5th percentile) over
+    the 95th percentile of the opening drive, so lips move as far as real ones. Rounding gain: the
+    pooled within-clip regression slope of width on the rounding drive (with the opening drive).
+    """
+    codec = FaceLatentCodec(basis)
+    measures, codes, drives, gains, open_r, round_r = [], [], [], [], [], []
+    for clip in clips:
+        latent = codec.encode(clip.landmarks)
+        canonical = to_canonical(clip.landmarks, latent.pose)
+        width = np.linalg.norm(canonical[:, 61, :2] - canonical[:, 291, :2], axis=-1)
+        measure = np.stack([lm.mouth_opening(canonical), width / lm.eye_distance(canonical)], axis=1)
+        fps = video_fps(video_dir / clip.name)
+        drive = np.stack(mouth_drives(frame_energy_features(load_audio(video_dir / clip.name), fps), fps), 1)
+        # Tracking may have dropped a frame or two at the end.
+        t = min(len(measure), len(drive))
+        measure, drive, code = measure[:t], drive[:t], latent.dynamics[:t]
+        measures.append(measure - measure.mean(0))
+        codes.append(code - code.mean(0))
+        drives.append(drive - drive.mean(0))
+        opening_range = np.percentile(measure[:, 0], 95) - np.percentile(measure[:, 0], 5)
+        gains.append(opening_range / np.percentile(drive[:, 0], 95))
+        open_r.append(np.corrcoef(drive[:, 0], measure[:, 0])[0, 1])
+        round_r.append(np.corrcoef(drive[:, 1], measure[:, 1])[0, 1])
+    x, y, d = np.concatenate(measures), np.concatenate(codes), np.concatenate(drives)
+    directions = np.linalg.lstsq(x, y, rcond=None)[0]
+    width_slopes = np.linalg.lstsq(d, x[:, 1], rcond=None)[0]
+    model = MouthModel(
+        open_dir=directions[0],
+        round_dir=-directions[1],
+        open_gain=float(np.median(gains)),
+        round_gain=float(max(0.0, -width_slopes[1])),
+        basis_check=_basis_check(basis),
+    )
+    report = {
+        "clips": len(clips),
+        "frames": len(x),
+        "codes_r2": float(1 - ((y - x @ directions) ** 2).sum() / (y**2).sum()),
+        "open_gain": model.open_gain,
+        "round_gain": model.round_gain,
+        "median_r_opening_drive": float(np.median(open_r)),
+        "median_r_width_rounding_drive": float(np.median(round_r)),
+    }
+    return model, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fit", action="store_true", help="fit the mouth model on the training identities")
+    parser.add_argument("--videos", type=Path, default=Path("../shared/data/videos"))
+    parser.add_argument("--cache", type=Path, default=Path("out/tracked_landmarks.npz"))
+    parser.add_argument("--out", type=Path, default=Path(str(resources.files("openvasa") / "assets" / MOUTH_FILE)))
+    args = parser.parse_args()
+    if not args.fit:
+        parser.error("nothing to do; pass --fit")
+    validation = validation_identities()
+    clips = [c for c in track_clips(args.videos, args.cache) if c.identity not in validation]
+    model, report = fit_mouth_model(clips, args.videos, FaceBasis.load())
+    model.save(args.out)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

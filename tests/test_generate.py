@@ -1,0 +1,78 @@
+"""Audio-driven generation end to end, and bad inputs failing clearly without writing a file."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from openvasa.cli import main
+from openvasa.errors import OpenVasaError
+from openvasa.face import landmarks as lm
+from openvasa.face.track import track_frames
+from openvasa.io.media import probe_duration, read_video
+from openvasa.pipeline import generate
+
+from .conftest import shared_file
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """A spoken sentence (espeak-ng, 22.05 kHz) or, without espeak-ng, a real speech clip from shared data."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    if shutil.which("espeak-ng"):
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), "Hello there, how are you today?"], check=True)
+        return path
+    return shared_file("audio/aaai22_obama2.wav")
+
+
+def test_generate_writes_a_talking_video_of_the_audio_length(speech, tmp_path, astronaut):
+    out = generate(astronaut, speech, tmp_path / "talk.mp4")
+    info = sf.info(str(speech))
+    video_s, audio_s = probe_duration(out)
+    assert abs(video_s - info.duration) <= 1 / 25 + 1e-6
+    assert abs(audio_s - video_s) < 0.07
+    clip = read_video(out)
+    assert clip.frames[0].shape == (512, 512, 3) and clip.fps == 25
+    mouth = lm.mouth_opening(track_frames(clip.frames, keep_frames=False).landmarks)
+    assert mouth.max() - mouth.min() > 0.05, "the mouth does not move"
+
+
+def test_identity_is_kept(speech, astronaut):
+    identity = pytest.importorskip("openvasa.eval.identity")
+    frames = generate(astronaut, speech)
+    distance = identity.identity_distance(astronaut, frames[::10])
+    print(f"face-embedding distance portrait vs frames: {distance:.3f}")
+    assert distance < 0.45  # same-person threshold is 0.6
+
+
+def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, astronaut, speech):
+    out = tmp_path / "out.mp4"
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    blank = np.full((300, 300, 3), 127, np.uint8)
+    cases = [(astronaut, silent, "silent"), (astronaut, corrupt, "corrupt|decode"), (blank, speech, "no face")]
+    for image, audio, message in cases:
+        with pytest.raises(OpenVasaError, match=message):
+            generate(image, audio, out)
+        assert list(tmp_path.glob("*.mp4")) == []
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    code = main(
+        ["generate", "--image", str(tmp_path / "missing.png"), "--audio", "x.wav", "-o", str(tmp_path / "o.mp4")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--gaze", "--distance", "--emotion", "--seed", "--fps", "--motion-scale", "--face-index"):
+        assert option in text
