@@ -118,7 +118,8 @@ def test_blinks(basis: FaceBasis, identity: Identity) -> None:
         assert 8 <= blink_count(motion, identity.reference) <= 25
         # Both eyes together, down to ~5% of the reference openness.
         np.testing.assert_allclose(
-            motion.eyes[:, 0] / identity.reference.eyes[0, 0], motion.eyes[:, 1] / identity.reference.eyes[0, 1]
+            motion.eyes[:, 0] / identity.reference.eyes[0, 0],
+            motion.eyes[:, 1] / identity.reference.eyes[0, 1],
         )
         assert motion.eyes[:, 0].min() < 0.1 * identity.reference.eyes[0, 0]
 

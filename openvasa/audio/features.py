@@ -20,6 +20,7 @@ SILENCE_DB = -100.0
 ABSOLUTE_GATE_DB = -75.0
 # Spectral centroid range (Hz) mapped to [0, 1] on a log scale: rounded vowels low, fricatives high.
 CENTROID_RANGE_HZ = (300.0, 5000.0)
+CHUNK_FRAMES = 2048
 FEATURE_NAMES = ("loudness", "centroid", "high_ratio", "f2_ratio")
 
 
@@ -30,6 +31,25 @@ def n_frames_for(audio_len_samples: int, fps: float, sample_rate: int = 16000) -
 
 def _band_energy(power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+
+
+def _window_stats(frames: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(N, W) audio windows -> (N, 4): RMS dB, centroid Hz, energy share above 4 kHz, F2-band share."""
+    window = np.hanning(frames.shape[1])
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.mean((frames * window) ** 2, axis=1) / np.mean(window**2))
+    db = np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), SILENCE_DB)
+    # Pre-emphasis flattens the voice's spectral tilt, so formants rather than the pitch carry the shape.
+    tilted = np.diff(frames, axis=1, prepend=frames[:, :1]) * window
+    spectrum = np.fft.rfft(tilted, n=N_FFT, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
+    band = (freqs >= 100) & (freqs < 8000)
+    total = power[:, band].sum(axis=1) + 1e-20
+    centroid_hz = (power[:, band] * freqs[band]).sum(axis=1) / total
+    high_ratio = _band_energy(power, freqs, 4000, 8000) / total
+    f2_ratio = _band_energy(power, freqs, 1500, 3500) / (_band_energy(power, freqs, 100, 4000) + 1e-20)
+    return np.stack([db, centroid_hz, high_ratio, f2_ratio], axis=1)
 
 
 def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 16000) -> np.ndarray:
@@ -44,38 +64,31 @@ def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 1600
       f2_ratio: share of 0.1-4 kHz energy in 1.5-3.5 kHz (the second formant of spread vowels).
     The spectral columns are multiplied by the speech gate, so silence is 0 in every column.
     """
-    audio = np.asarray(audio, dtype=np.float64).ravel()
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono (1-D), got shape {audio.shape}")
     n_frames = n_frames_for(len(audio), fps, sample_rate)
     if n_frames == 0:
         return np.zeros((0, len(FEATURE_NAMES)))
     win = min(N_FFT, int(round(WINDOW_S * sample_rate)))
     centres = np.round((np.arange(n_frames) / fps + LOOKAHEAD_S) * sample_rate).astype(np.int64)
-    half = win // 2
-    padded = np.concatenate([np.zeros(half), audio, np.zeros(half + win)])
-    idx = centres[:, None] + np.arange(win)[None]
-    frames = padded[np.minimum(idx, len(padded) - 1)]
-    window = np.hanning(win)
-    frames = frames - frames.mean(axis=1, keepdims=True)
+    padded = np.concatenate([np.zeros(win // 2), audio, np.zeros(win)])
+    offsets = np.arange(win)[None]
+    # In chunks, so ten minutes of audio never hold all windows and spectra at once.
+    stats = np.concatenate(
+        [
+            _window_stats(padded[np.minimum(c[:, None] + offsets, len(padded) - 1)], sample_rate)
+            for c in np.array_split(centres, max(1, n_frames // CHUNK_FRAMES))
+        ]
+    )
+    db, centroid_hz, high_ratio, f2_ratio = stats.T
 
-    rms = np.sqrt(np.mean((frames * window) ** 2, axis=1) / np.mean(window**2))
-    db = np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), SILENCE_DB)
     loud_db = np.percentile(db, LOUD_PERCENTILE)
     floor_db = np.percentile(db, FLOOR_PERCENTILE)
     span = np.clip(loud_db - floor_db, MIN_RANGE_DB / (1 - GATE_FRACTION), MAX_RANGE_DB / (1 - GATE_FRACTION))
     gate_db = max(loud_db - (1 - GATE_FRACTION) * span, ABSOLUTE_GATE_DB)
     loudness = np.clip((db - gate_db) / max(loud_db - gate_db, 1e-6), 0.0, 1.0)
     gate = (loudness > 0).astype(np.float64)
-
-    # Pre-emphasis flattens the voice's spectral tilt, so formants rather than the pitch carry the shape.
-    tilted = np.diff(frames, axis=1, prepend=frames[:, :1]) * window
-    spectrum = np.fft.rfft(tilted, n=N_FFT, axis=1)
-    power = spectrum.real**2 + spectrum.imag**2
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
-    band = (freqs >= 100) & (freqs < 8000)
-    total = power[:, band].sum(axis=1) + 1e-20
-    centroid_hz = (power[:, band] * freqs[band]).sum(axis=1) / total
     lo, hi = np.log(CENTROID_RANGE_HZ)
     centroid = np.clip((np.log(np.maximum(centroid_hz, 1.0)) - lo) / (hi - lo), 0.0, 1.0)
-    high_ratio = _band_energy(power, freqs, 4000, 8000) / total
-    f2_ratio = _band_energy(power, freqs, 1500, 3500) / (_band_energy(power, freqs, 100, 4000) + 1e-20)
     return np.stack([loudness, centroid * gate, high_ratio * gate, f2_ratio * gate], axis=1)

@@ -86,6 +86,15 @@ def frontal_mean(points: np.ndarray, iterations: int = 4) -> np.ndarray:
     return ref / np.linalg.norm(ref[33, :2] - ref[263, :2])
 
 
+def eye_region(mean: np.ndarray, radius: float = 0.3) -> np.ndarray:
+    """(478,) bool: points within `radius` eye distances of either eye centre in the canonical mean."""
+    mask = np.zeros(len(mean), bool)
+    for a, b in (lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS):
+        centre = (mean[a] + mean[b]) / 2
+        mask |= np.linalg.norm(mean[:, :2] - centre[:2], axis=1) < radius
+    return mask
+
+
 def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2) -> tuple[FaceBasis, dict]:
     """Fit a FaceBasis on clips; returns it with a report of explained variance."""
     sample = np.concatenate([c.landmarks[:: max(1, len(c.landmarks) // 40)] for c in clips])
@@ -102,7 +111,11 @@ def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2)
         eyes_all.append(eyes)
         clip_means.append(centre)
     dc, de = np.concatenate(d_canon), np.concatenate(d_eyes)
-    eye_basis = np.linalg.lstsq(de, dc, rcond=None)[0].T  # (1434, 6)
+    # Eye state may only move points around the eyes: elsewhere blinks and gaze correlate with speech by
+    # chance, and a global regression would make every blink move the lips.
+    near_eyes = np.repeat(eye_region(mean), 3)
+    eye_basis = np.zeros((dc.shape[1], de.shape[1]))
+    eye_basis[near_eyes] = np.linalg.lstsq(de, dc[:, near_eyes], rcond=None)[0].T  # (1434, 6)
     residual = dc - de @ eye_basis.T
     residual -= residual.mean(0)
     _, sing, vt = np.linalg.svd(residual, full_matrices=False)

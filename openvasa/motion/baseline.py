@@ -9,7 +9,9 @@ portrait's own latent, so the motion never drifts.
 The mouth directions and gains are fitted on the training identities and shipped in
 `openvasa/assets/baseline_mouth.npz`; refit them (after refitting the face basis) with
 
-    python -m openvasa.motion.baseline --fit [--videos ../shared/data/videos] [--cache out/tracked_landmarks.npz]
+    python -m openvasa.motion.baseline --fit [--videos DIR] [--cache NPZ]
+
+(defaults: ../shared/data/videos and the landmark cache out/tracked_landmarks.npz of the basis fit).
 """
 
 import argparse
@@ -102,7 +104,7 @@ class MouthModel:
         """Raise OpenVasaError unless this model was fitted on `basis`."""
         if len(self.open_dir) != basis.n_dynamics or not np.allclose(self.basis_check, _basis_check(basis), rtol=1e-3):
             raise OpenVasaError(
-                f"{MOUTH_FILE} does not match the face basis; refit it: python -m openvasa.motion.baseline --fit"
+                f"{MOUTH_FILE} does not match the face basis; refit it with python -m openvasa.motion.baseline --fit"
             )
 
 
@@ -137,8 +139,9 @@ def one_pole(x: np.ndarray, fps: float, attack_s: float, release_s: float) -> np
 def mouth_drives(features: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Opening and rounding drives in [0, 1] from frame_energy_features. (T, 4) -> (T,), (T,)."""
     loudness, centroid, _, f2_ratio = features.T
-    # smoothstep: level near the speech gate barely moves the lips, loud vowels saturate.
-    opening = one_pole(loudness**2 * (3 - 2 * loudness), fps, OPEN_ATTACK_S, OPEN_RELEASE_S)
+    # Squared smoothstep: level near the speech gate barely moves the lips and loud vowels saturate; real
+    # lips are open about half as wide at their median as at their loud peaks, and so is this drive.
+    opening = one_pole((loudness**2 * (3 - 2 * loudness)) ** 2, fps, OPEN_ATTACK_S, OPEN_RELEASE_S)
     rounded = np.clip((ROUND_CENTROID - centroid) / ROUND_CENTROID_WIDTH, 0, 1)
     rounding = loudness * rounded * np.clip(1 - ROUND_F2_WEIGHT * f2_ratio, 0, 1)
     return opening, one_pole(rounding, fps, ROUND_ATTACK_S, ROUND_RELEASE_S)
@@ -205,20 +208,26 @@ def generate_baseline_motion(
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
 ) -> FaceLatent:
-    """Baseline motion of a portrait speaking `audio` (S,) mono; the reference is its own 1-frame latent.
+    """Baseline (pre-diffusion) motion of a portrait speaking `audio` (S,) mono at `sample_rate`.
 
+    reference: the portrait's own 1-frame latent, around which every motion is centred.
     Returns n_frames_for(len(audio), fps, sample_rate) frames: pose (T, 7), eyes (T, 6), dynamics (T, K).
     Deterministic for a seed; different seeds give different blinks, saccades and sway.
     """
     if not (np.isfinite(fps) and fps > 0):
         raise OpenVasaError(f"invalid frame rate {fps}")
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise OpenVasaError(f"audio must be mono (1-D), got shape {audio.shape}")
     if len(reference) != 1:
         raise OpenVasaError(f"the reference latent must have one frame, got {len(reference)}")
     mouth = MouthModel.load()
     mouth.check(basis)
     rng = np.random.default_rng(seed)
     features = frame_energy_features(audio, fps, sample_rate)
-    n = n_frames_for(len(np.ravel(audio)), fps, sample_rate)
+    n = n_frames_for(len(audio), fps, sample_rate)
+    if n == 0:
+        raise OpenVasaError("the audio is shorter than one video frame")
 
     opening, rounding = mouth_drives(features, fps)
     dynamics = (

@@ -77,7 +77,8 @@ class MotionControls:
     """Controls of generated motion.
 
     gaze: (yaw, pitch) degrees of both eyes relative to the face, yaw + towards image right, pitch + up;
-        None keeps the portrait's own gaze with natural small saccades.
+        (0, 0) is the mean iris position of the training videos (basis.eye_mean), which look at the
+        camera; None keeps the portrait's own gaze. Small natural saccades are added either way.
     distance: head distance relative to the portrait (1.25 = 25% farther, face scale / 1.25).
     emotion: a name from EMOTIONS, a raw (K,) dynamics offset, or None for the portrait's own expression.
     emotion_strength: multiplies the emotion offset (1.0 = clearly visible, natural).
