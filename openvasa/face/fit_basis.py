@@ -95,6 +95,16 @@ def eye_region(mean: np.ndarray, radius: float = 0.3) -> np.ndarray:
     return mask
 
 
+def _calibrate_eye_basis(eye_basis: np.ndarray, mean: np.ndarray, step: float = 0.01) -> np.ndarray:
+    """Rescale the eye basis so decoding reproduces the eye measures it is given (a regression on noisy
+    tracks under-shoots: commanded blinks would not quite close)."""
+    base = measure_eyes(mean[None])[0]
+    jacobian = np.stack(
+        [(measure_eyes((mean + step * col.reshape(mean.shape))[None])[0] - base) / step for col in eye_basis.T], 1
+    )
+    return eye_basis @ np.linalg.inv(jacobian)
+
+
 def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2) -> tuple[FaceBasis, dict]:
     """Fit a FaceBasis on clips; returns it with a report of explained variance."""
     sample = np.concatenate([c.landmarks[:: max(1, len(c.landmarks) // 40)] for c in clips])
@@ -116,6 +126,7 @@ def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2)
     near_eyes = np.repeat(eye_region(mean), 3)
     eye_basis = np.zeros((dc.shape[1], de.shape[1]))
     eye_basis[near_eyes] = np.linalg.lstsq(de, dc[:, near_eyes], rcond=None)[0].T  # (1434, 6)
+    eye_basis = _calibrate_eye_basis(eye_basis, mean)
     residual = dc - de @ eye_basis.T
     residual -= residual.mean(0)
     _, sing, vt = np.linalg.svd(residual, full_matrices=False)
