@@ -62,7 +62,13 @@ def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, out
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec)
     latent = generate_baseline_motion(
-        pcm, fps, portrait.identity.reference, codec.basis, controls or MotionControls(), seed
+        pcm,
+        fps,
+        portrait.identity.reference,
+        codec.basis,
+        controls or MotionControls(),
+        seed,
+        rest_opening=float(mouth_opening(portrait.crop.landmarks)),
     )
     frames = render_latents(portrait, latent, codec)
     if output is None:

@@ -8,11 +8,12 @@ import numpy as np
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares s, R, t with dst ~= s * R @ src + t (Umeyama). src, dst: (N, 3)."""
+    """Least-squares s, R, t with dst ~= s * R @ src + t (Umeyama). src, dst: (N, D), D = 2 or 3."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     xs, xd = src - mu_s, dst - mu_d
     u, sig, vt = np.linalg.svd(xd.T @ xs)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    fix = np.eye(src.shape[1])
+    fix[-1, -1] = np.sign(np.linalg.det(u @ vt))
     rot = u @ fix @ vt
     scale = float((sig * np.diag(fix)).sum() / (xs**2).sum())
     return scale, rot, mu_d - scale * rot @ mu_s

@@ -72,6 +72,7 @@ NOD_RELEASE_S = 0.25
 NECK_PIVOT = np.array([0.0, 0.6, 0.8])
 
 DEFAULT_CONTROLS = MotionControls()
+REST_OPENING = 0.01  # lips just apart in silence
 
 
 @dataclass
@@ -207,10 +208,13 @@ def generate_baseline_motion(
     controls: MotionControls = DEFAULT_CONTROLS,
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
+    rest_opening: float = 0.0,
 ) -> FaceLatent:
     """Baseline (pre-diffusion) motion of a portrait speaking `audio` (S,) mono at `sample_rate`.
 
     reference: the portrait's own 1-frame latent, around which every motion is centred.
+    rest_opening: the portrait's own inner-lip opening (eye distances). Openings are absolute, so a
+    portrait photographed mid-laugh still closes its lips between words.
     Returns n_frames_for(len(audio), fps, sample_rate) frames: pose (T, 7), eyes (T, 6), dynamics (T, K).
     Deterministic for a seed; different seeds give different blinks, saccades and sway.
     """
@@ -233,7 +237,7 @@ def generate_baseline_motion(
     dynamics = (
         reference.dynamics
         + emotion_offset(controls.emotion, basis, controls.emotion_strength)
-        + (mouth.open_gain * opening)[:, None] * mouth.open_dir
+        + (mouth.open_gain * opening - max(rest_opening - REST_OPENING, 0.0))[:, None] * mouth.open_dir
         + (mouth.round_gain * rounding)[:, None] * mouth.round_dir
     )
 

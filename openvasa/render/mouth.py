@@ -1,14 +1,18 @@
 """Mouth interior: when the target mouth opens wider than the portrait's, the gap between the inner lips
 is filled with an oral cavity, an upper teeth band and (when wide open) lower teeth and tongue, coloured
-from the portrait's own lips and face. Lips stay lips: only pixels inside the inner-lip contour change."""
+from the portrait's own lips and face. A portrait that shows its teeth keeps them: its own mouth
+interior moves with the upper lip (teeth are fixed to the skull) over the synthetic cavity. Lips stay
+lips: only pixels inside the inner-lip contour change."""
 
 import cv2
 import numpy as np
 
 from openvasa.face import landmarks as lm
+from openvasa.face.geometry import fit_similarity
 from openvasa.render.eyes import polygon_mask
 
 FADE_IN = 0.03  # opening beyond the portrait's own (eye distances) over which the interior fades in
+SHOWS_TEETH = 0.05  # portrait's inner-lip opening (eye distances) above which its own interior is reused
 
 
 class MouthLayer:
@@ -19,9 +23,13 @@ class MouthLayer:
         face = polygon_mask(image.shape[:2], landmarks[list(lm.FACE_OVAL)]) > 0.5
         lip_colour = np.median(image[lips], 0) if lips.any() else np.array([150.0, 80, 80])
         skin_luma = float(np.median(image[face & ~lips].mean(1))) if face.any() else 160.0
-        self.cavity = lip_colour * 0.28
+        self.cavity = lip_colour * np.array([0.42, 0.24, 0.24])  # dark and red, like a real mouth
         self.tongue = lip_colour * 0.8
         self.teeth = np.array([236.0, 232.0, 220.0]) * np.clip(0.6 + skin_luma / 400, 0.75, 1.0)
+        self.own_interior = None
+        if self.source_opening > SHOWS_TEETH:
+            mask = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR])
+            self.own_interior = (image.astype(np.float32), cv2.erode(mask, np.ones((3, 3))), landmarks.copy())
         inside = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR]) > 0.5
         bright = inside & (image.mean(2) > np.percentile(image[inside].mean(1), 70)) if inside.sum() > 20 else None
         if bright is not None and bright.any():  # the portrait shows its teeth: use their colour
@@ -30,8 +38,8 @@ class MouthLayer:
     def composite(self, frame: np.ndarray, target: np.ndarray) -> None:
         """Fill the target inner-lip opening of `frame` (in place)."""
         opening = float(lm.mouth_opening(target))
-        strength = np.clip((opening - self.source_opening) / FADE_IN, 0, 1)
-        if strength <= 0:
+        strength = 1.0 if self.own_interior is not None else np.clip((opening - self.source_opening) / FADE_IN, 0, 1)
+        if strength <= 0 or opening <= 0:
             return
         contour = target[lm.LIPS_INNER_CONTOUR, :2]
         x0, y0 = np.floor(contour.min(0)).astype(int) - 2
@@ -43,6 +51,8 @@ class MouthLayer:
         offset = np.array([x0, y0])
         mask = polygon_mask((y1 - y0, x1 - x0), contour, offset)
         interior = self._interior(target, offset, (y1 - y0, x1 - x0))
+        if self.own_interior is not None:
+            self._overlay_own_teeth(interior, target, offset)
         alpha = (cv2.GaussianBlur(mask, (3, 3), 0) * strength)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = (roi + alpha * (interior - roi)).astype(np.uint8)
@@ -88,6 +98,17 @@ class MouthLayer:
         out += teeth_up[..., None] * (teeth_colour - out)
         out += (0.8 * teeth_lo)[..., None] * (self.teeth * 0.8 * shade[..., None] - out)
         return out
+
+    def _overlay_own_teeth(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
+        """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`."""
+        image, mask, source = self.own_interior
+        upper = list(lm.LIPS_INNER_UPPER)
+        s, rot, t = fit_similarity(source[upper, :2].astype(np.float64), target[upper, :2].astype(np.float64))
+        affine = np.hstack([s * rot, (t - offset)[:, None]]).astype(np.float32)
+        size = (interior.shape[1], interior.shape[0])
+        own = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None]
+        interior += alpha * (own - interior)
 
 
 def _sorted_xy(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
