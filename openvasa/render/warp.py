@@ -1,54 +1,27 @@
 """Piecewise-affine warp of the whole frame over the face mesh plus head, neck and background points.
 
-Built once per portrait: control points (468 mesh points; rings over hair, ears and neck that follow the
-head with a weight; a still frame border) and a Delaunay triangulation of them. Each frame: move the
-points, compute one affine per triangle, rasterise triangle ids, and sample the source with one remap.
+Built once per portrait: control points (468 mesh points; rings over hair, ears and neck; a still frame
+border) and a Delaunay triangulation of them. Each ring point is anchored to a face-oval point and moves
+by that point's displacement (smoothed along the oval) times a weight that decays outwards and below the
+chin, so the displacement field is smooth: hair and neck follow the head, the background and shoulders
+stay, and no triangle next to the jaw folds into a saw-tooth seam when the head turns.
+Each frame: move the points, compute one affine per triangle, rasterise triangle ids, and sample the
+source with one remap.
 """
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
 from openvasa.face import landmarks as lm
-from openvasa.face.geometry import fit_similarity
 
 N_MESH = 468  # iris points are drawn as their own layer, not warped
 RING_SCALES = (1.22, 1.55, 1.95)  # distance of head rings from the face centre, in oval radii
-RING_WEIGHTS_ABOVE_CHIN = (1.0, 0.75, 0.35)
-RING_WEIGHTS_BELOW_CHIN = (0.45, 0.15, 0.0)
+RING_WEIGHTS_ABOVE_CHIN = (1.0, 0.7, 0.35)
+RING_WEIGHTS_BELOW_CHIN = (0.6, 0.25, 0.0)
+OVAL_SMOOTHING = 1.5  # Gaussian sigma, in oval points, of the displacement handed to the rings
 BORDER_STEPS = 16
 SUBPIXEL_BITS = 4
-
-
-@dataclass
-class HeadMotion:
-    """Similarity that takes the source head to the target head, about the source pivot.
-
-    pivot: (3,) source rigid centroid; shift: (3,); scale: float; rotvec: (3,) axis-angle."""
-
-    pivot: np.ndarray
-    shift: np.ndarray
-    scale: float
-    rotvec: np.ndarray
-
-    @classmethod
-    def between(cls, source: np.ndarray, target: np.ndarray) -> "HeadMotion":
-        rigid = list(lm.RIGID)
-        s, rot, t = fit_similarity(source[rigid].astype(np.float64), target[rigid].astype(np.float64))
-        pivot = source[rigid].mean(0).astype(np.float64)
-        rotvec = cv2.Rodrigues(rot)[0][:, 0]
-        return cls(pivot, s * rot @ pivot + t - pivot, s, rotvec)
-
-    def apply(self, points: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """Move (N, 3) points by this motion scaled by a per-point weight in [0, 1]."""
-        out = np.empty_like(points, dtype=np.float64)
-        for w in np.unique(weight):
-            sel = weight == w
-            rot = cv2.Rodrigues(self.rotvec * w)[0] * self.scale**w
-            out[sel] = (points[sel] - self.pivot) @ rot.T + self.pivot + w * self.shift
-        return out
 
 
 class MeshWarper:
@@ -57,11 +30,20 @@ class MeshWarper:
     def __init__(self, source_landmarks: np.ndarray, size: int) -> None:
         self.size = size
         self.source_landmarks = source_landmarks.astype(np.float64)
-        extra, self.extra_weight = _head_and_border_points(self.source_landmarks, size)
+        extra, self.extra_weight, self.extra_anchor, extra_layer = _head_and_border_points(self.source_landmarks, size)
         self.extra_source = extra
+        n_oval = len(lm.FACE_OVAL)
+        offsets = np.arange(n_oval)[:, None] - np.arange(n_oval)[None]
+        offsets = (offsets + n_oval // 2) % n_oval - n_oval // 2  # the oval is closed
+        kernel = np.exp(-0.5 * (offsets / OVAL_SMOOTHING) ** 2)
+        self._oval_smoother = kernel / kernel.sum(1, keepdims=True)  # (36, 36)
         points = np.concatenate([self.source_landmarks[:N_MESH], extra])
         self.source_points = points
         self.triangles = Delaunay(points[:, :2]).simplices.astype(np.int64)  # (F, 3)
+        # Drawing order: background first, then the rings from outside in, the face last, so where a
+        # turning head folds the mesh, the face wins over hair and hair over background.
+        point_layer = np.concatenate([np.full(N_MESH, len(RING_SCALES) + 1), extra_layer])
+        self.triangle_layer = point_layer[self.triangles].min(1)
         # Homogeneous source vertices per triangle, (F, 3, 3): solved against target vertices each frame.
         self._source_tri = np.concatenate([points[self.triangles][..., :2], np.ones((len(self.triangles), 3, 1))], 2)
         grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -69,9 +51,13 @@ class MeshWarper:
 
     def target_points(self, target_landmarks: np.ndarray) -> np.ndarray:
         """(478, 3) target landmarks -> (P, 3) positions of every control point."""
-        motion = HeadMotion.between(self.source_landmarks, target_landmarks)
-        extra = motion.apply(self.extra_source, self.extra_weight)
-        return np.concatenate([target_landmarks[:N_MESH].astype(np.float64), extra])
+        oval = list(lm.FACE_OVAL)
+        shift = self._oval_smoother @ (target_landmarks[oval] - self.source_landmarks[oval])  # (36, 3)
+        extra = self.extra_source + self.extra_weight[:, None] * shift[self.extra_anchor]
+        mesh = target_landmarks[:N_MESH].astype(np.float64)
+        # The silhouette's landmark depths are noisy; turned, they would make the jaw line saw-toothed.
+        mesh[oval] = self.source_landmarks[oval] + shift
+        return np.concatenate([mesh, extra])
 
     def backward_map(self, target_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel source coordinates (map_x, map_y), each (S, S) float32, for cv2.remap."""
@@ -91,11 +77,11 @@ class MeshWarper:
         return map_x, map_y
 
     def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """(S, S) int32 id of the triangle covering each pixel; far triangles are drawn first so that near
-        ones win where a turning head folds the mesh."""
+        """(S, S) int32 id of the triangle covering each pixel; drawn layer by layer, far before near
+        within a layer, so near ones win where a turning head folds the mesh."""
         ids = np.zeros((self.size, self.size), np.int32)
         fixed = np.round(tri_xy * (1 << SUBPIXEL_BITS)).astype(np.int32)
-        for f in np.argsort(-depth):
+        for f in np.lexsort((-depth, self.triangle_layer)):
             if ok[f]:
                 cv2.fillConvexPoly(ids, fixed[f], int(f), lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
         return ids
@@ -105,10 +91,12 @@ class MeshWarper:
         return cv2.remap(source_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rings around the face oval (hair, ears, neck) that follow the head partly, and a still border.
 
-    Returns points (M, 3) and weights (M,) in [0, 1]: how much of the head motion each point follows.
+    Returns points (M, 3), weights (M,) in [0, 1] (how much of their oval point's motion each follows),
+    anchors (M,) (index into FACE_OVAL; border points have weight 0 and anchor 0) and layers (M,) (the
+    innermost ring is len(RING_SCALES), the border 0).
     """
     oval = landmarks[list(lm.FACE_OVAL)]
     centre = oval.mean(0)
@@ -121,7 +109,7 @@ def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarra
         below = np.clip((ring[:, 1] - (chin_y - 0.1 * face_height)) / (0.3 * face_height), 0, 1)
         w = w_above * (1 - below) + w_below * below
         points.append(ring)
-        weights.append(np.round(w, 2))  # few distinct weights: HeadMotion.apply loops over them
+        weights.append(w)
     steps = np.linspace(0, size - 1, BORDER_STEPS + 1)
     edge = np.concatenate([
         np.stack([steps, np.zeros_like(steps)], 1), np.stack([steps, np.full_like(steps, size - 1)], 1),
@@ -130,11 +118,13 @@ def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarra
     points.append(np.concatenate([edge, np.full((len(edge), 1), centre[2])], 1))
     weights.append(np.zeros(len(edge)))
     pts, wts = np.concatenate(points), np.concatenate(weights)
+    anchors = np.concatenate([np.tile(np.arange(len(oval)), len(RING_SCALES)), np.zeros(len(edge), int)])
+    layers = np.concatenate([np.repeat(np.arange(len(RING_SCALES), 0, -1), len(oval)), np.zeros(len(edge), int)])
     # Keep moving rings strictly inside the frame and drop points too close to an earlier one.
     inner = wts > 0
     pts[inner, :2] = np.clip(pts[inner, :2], 4, size - 5)
     keep = _spread_out(np.concatenate([landmarks[:N_MESH, :2], pts[:, :2]]), min_dist=4.0)[N_MESH:]
-    return pts[keep], wts[keep]
+    return pts[keep], wts[keep], anchors[keep], layers[keep]
 
 
 def _spread_out(xy: np.ndarray, min_dist: float) -> np.ndarray:
