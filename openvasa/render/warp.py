@@ -19,6 +19,7 @@ N_MESH = 468  # iris points are drawn as their own layer, not warped
 RING_SCALES = (1.22, 1.55, 1.95)  # distance of head rings from the face centre, in oval radii
 RING_WEIGHTS_ABOVE_CHIN = (1.0, 0.7, 0.35)
 RING_WEIGHTS_BELOW_CHIN = (0.6, 0.25, 0.0)
+SILHOUETTE_BAND = 0.08  # face heights
 OVAL_SMOOTHING = 1.5  # Gaussian sigma, in oval points, of the displacement handed to the rings
 BORDER_STEPS = 16
 SUBPIXEL_BITS = 4
@@ -37,6 +38,13 @@ class MeshWarper:
         offsets = (offsets + n_oval // 2) % n_oval - n_oval // 2  # the oval is closed
         kernel = np.exp(-0.5 * (offsets / OVAL_SMOOTHING) ** 2)
         self._oval_smoother = kernel / kernel.sum(1, keepdims=True)  # (36, 36)
+        # Mesh points near the silhouette blend towards the smoothed oval motion (weight 1 on the oval,
+        # fading to 0 at SILHOUETTE_BAND face heights inside it), so the cheek edge stays a smooth curve.
+        oval_xy = self.source_landmarks[list(lm.FACE_OVAL), :2]
+        dist = np.linalg.norm(self.source_landmarks[:N_MESH, None, :2] - oval_xy[None], axis=-1)
+        face_height = np.linalg.norm(self.source_landmarks[lm.FOREHEAD_TOP, :2] - self.source_landmarks[lm.CHIN, :2])
+        self._band_anchor = dist.argmin(1)
+        self._band_weight = np.clip(1 - dist.min(1) / (SILHOUETTE_BAND * face_height), 0, 1)[:, None]
         points = np.concatenate([self.source_landmarks[:N_MESH], extra])
         self.source_points = points
         self.triangles = Delaunay(points[:, :2]).simplices.astype(np.int64)  # (F, 3)
@@ -46,6 +54,7 @@ class MeshWarper:
         self.triangle_layer = point_layer[self.triangles].min(1)
         # Homogeneous source vertices per triangle, (F, 3, 3): solved against target vertices each frame.
         self._source_tri = np.concatenate([points[self.triangles][..., :2], np.ones((len(self.triangles), 3, 1))], 2)
+        self._source_orientation = np.sign(np.linalg.det(self._source_tri))
         grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
         self._grid = (grid_x, grid_y)
 
@@ -56,7 +65,8 @@ class MeshWarper:
         extra = self.extra_source + self.extra_weight[:, None] * shift[self.extra_anchor]
         mesh = target_landmarks[:N_MESH].astype(np.float64)
         # The silhouette's landmark depths are noisy; turned, they would make the jaw line saw-toothed.
-        mesh[oval] = self.source_landmarks[oval] + shift
+        smooth = self.source_landmarks[:N_MESH] + shift[self._band_anchor]
+        mesh += self._band_weight * (smooth - mesh)
         return np.concatenate([mesh, extra])
 
     def backward_map(self, target_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,19 +79,21 @@ class MeshWarper:
         coeffs = np.zeros((len(tri_xy), 3, 2))
         # Affine A with source = [x, y, 1] @ A: solve target_h @ A = source per triangle.
         coeffs[ok] = np.linalg.solve(target_h[ok], self._source_tri[ok][..., :2])
-        ids = self._raster_ids(tri_xy, target[self.triangles][..., 2].mean(1), ok)
+        back_facing = np.sign(det) != self._source_orientation
+        ids = self._raster_ids(tri_xy, target[self.triangles][..., 2].mean(1), ok, back_facing)
         gx, gy = self._grid
         c = coeffs.astype(np.float32)[ids]  # (S, S, 3, 2)
         map_x = gx * c[..., 0, 0] + gy * c[..., 1, 0] + c[..., 2, 0]
         map_y = gx * c[..., 0, 1] + gy * c[..., 1, 1] + c[..., 2, 1]
         return map_x, map_y
 
-    def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """(S, S) int32 id of the triangle covering each pixel; drawn layer by layer, far before near
-        within a layer, so near ones win where a turning head folds the mesh."""
+    def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray, back_facing: np.ndarray) -> np.ndarray:
+        """(S, S) int32 id of the triangle covering each pixel. Triangles that turned away from the camera
+        (the far cheek of a turned head folds over itself) go first, as mere hole fillers; then layer by
+        layer, far before near within a layer, so near ones win where the mesh folds."""
         ids = np.zeros((self.size, self.size), np.int32)
         fixed = np.round(tri_xy * (1 << SUBPIXEL_BITS)).astype(np.int32)
-        for f in np.lexsort((-depth, self.triangle_layer)):
+        for f in np.lexsort((-depth, self.triangle_layer, ~back_facing)):
             if ok[f]:
                 cv2.fillConvexPoly(ids, fixed[f], int(f), lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
         return ids
