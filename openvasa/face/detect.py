@@ -45,13 +45,17 @@ class FaceAnalyzer:
     def __init__(self, static: bool = True) -> None:
         import mediapipe as mp
 
-        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        # The full-range model finds small and distant faces, the short-range one close-ups; use both.
+        self._detectors = [
+            mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=0.5) for m in (1, 0)
+        ]
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
         )
 
     def close(self) -> None:
-        self._detector.close()
+        for detector in self._detectors:
+            detector.close()
         self._mesh.close()
 
     def __enter__(self) -> "FaceAnalyzer":
@@ -61,13 +65,16 @@ class FaceAnalyzer:
         self.close()
 
     def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
-        """Face boxes (x0, y0, x1, y1) in pixels, largest first."""
+        """Face boxes (x0, y0, x1, y1) in pixels, largest first; a face found by both detectors counts once."""
         h, w = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
-        boxes = []
-        for det in result.detections or []:
-            b = det.location_data.relative_bounding_box
-            boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+        pixels = np.ascontiguousarray(image)
+        boxes: list[tuple[float, float, float, float]] = []
+        for detector in self._detectors:
+            for det in detector.process(pixels).detections or []:
+                b = det.location_data.relative_bounding_box
+                box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
+                if all(_overlap(box, other) < 0.3 for other in boxes):
+                    boxes.append(box)
         return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
@@ -102,17 +109,26 @@ class FaceAnalyzer:
         return FaceCrop(crop, refined, to_crop, padded)
 
     def landmarks_in_box(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
-        """FaceMesh on a square patch around a detected box, mapped back to image pixels."""
+        """FaceMesh on a square patch around a detected box, mapped back to image pixels. Stylised faces
+        (posters, cartoons) are sometimes found only with a tighter or looser patch, so a few are tried."""
         x0, y0, x1, y1 = box
-        side = 2.0 * max(x1 - x0, y1 - y0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        scale = 256.0 / side
-        to_patch = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]], np.float64)
-        patch = cv2.warpAffine(image, to_patch, (256, 256), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-        pts = self.landmarks(patch)
-        if pts is None:
-            return None
-        return transform_points(pts, invert_affine(to_patch))
+        for margin in (2.0, 1.5, 2.6):
+            scale = 256.0 / (margin * max(x1 - x0, y1 - y0))
+            to_patch = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]], np.float64)
+            patch = cv2.warpAffine(image, to_patch, (256, 256), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+            pts = self.landmarks(patch)
+            if pts is not None:
+                return transform_points(pts, invert_affine(to_patch))
+        return None
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _check_face_visible(points: np.ndarray, shape: tuple[int, int]) -> None:
