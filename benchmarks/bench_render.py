@@ -45,6 +45,7 @@ def main() -> None:
     latent = latent[np.zeros(n, int)]
     latent.pose[:, 0] += 0.08 * np.sin(2 * np.pi * 0.3 * t)
     latent.pose[:, 1] += 0.05 * np.sin(2 * np.pi * 0.2 * t)
+    latent.pose[:, 6] *= 1 + 0.03 * np.sin(2 * np.pi * 0.1 * t)  # leaning in and out: the camera zoom path
     latent.dynamics[:, :3] += 0.3 * np.sin(2 * np.pi * 3 * t)[:, None]
     latent.eyes[:, :2] *= np.where((t % 4) < 0.2, 0.1, 1.0)[:, None]
     targets = codec.decode(latent, portrait.identity)

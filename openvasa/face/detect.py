@@ -22,6 +22,7 @@ MIN_FACE_PX = 48  # forehead-to-chin height in the input image
 FACE_HEIGHT_IN_FRAME = 0.36
 MAX_FACE_HEIGHT_IN_FRAME = 0.55
 FACE_CENTRE_Y_IN_FRAME = 0.42  # leaves room for hair above and shoulders below
+CONTEXT_MARGIN = FRAME_SIZE // 4
 
 
 @dataclass
@@ -30,13 +31,15 @@ class FaceCrop:
 
     image: (S, S, 3) uint8 RGB; landmarks: (478, 3) float32 pixels of `image` (z in x's scale, away from
     the camera); to_crop: (2, 3) affine from input-image pixels to crop pixels; padded: (S, S) bool,
-    pixels that came from outside the input image.
+    pixels that came from outside the input image; context: (S + 2M, S + 2M, 3) the same framing with a
+    margin M = CONTEXT_MARGIN all round, shown when the camera zooms out.
     """
 
     image: np.ndarray
     landmarks: np.ndarray
     to_crop: np.ndarray
     padded: np.ndarray
+    context: np.ndarray
 
 
 class FaceAnalyzer:
@@ -106,7 +109,9 @@ class FaceAnalyzer:
         refined = self.landmarks(crop)
         if refined is None:  # fall back to the transformed first pass
             refined = transform_points(points, to_crop)
-        return FaceCrop(crop, refined, to_crop, padded)
+        with_margin = to_crop + np.array([[0, 0, CONTEXT_MARGIN], [0, 0, CONTEXT_MARGIN]])
+        context, _ = warp_with_padding(image, with_margin, FRAME_SIZE + 2 * CONTEXT_MARGIN)
+        return FaceCrop(crop, refined, to_crop, padded, context)
 
     def landmarks_in_box(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
         """FaceMesh on a square patch around a detected box, mapped back to image pixels. Stylised faces
