@@ -4,7 +4,11 @@ MediaPipe's full-range detector finds faces anywhere in the image; FaceMesh (wit
 runs on the aligned crop, where the face has the size FaceMesh was trained on.
 """
 
+import contextlib
 import logging
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -46,6 +50,15 @@ class FaceAnalyzer:
     """Detector + FaceMesh. `static=False` tracks across consecutive video frames (faster, steadier)."""
 
     def __init__(self, static: bool = True) -> None:
+        with _quiet_native_logs():
+            self._open(static)
+            # MediaPipe's C++ side logs its set-up on the first inference: run one now, quietly.
+            import skimage.data
+
+            face = skimage.data.astronaut()
+            self.landmarks_in_box(face, self.detect(face)[0])
+
+    def _open(self, static: bool) -> None:
         import mediapipe as mp
 
         # The full-range model finds small and distant faces, the short-range one close-ups; use both.
@@ -126,6 +139,21 @@ class FaceAnalyzer:
             if pts is not None:
                 return transform_points(pts, invert_affine(to_patch))
         return None
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silence stderr at the file-descriptor level (MediaPipe's C++ logging ignores Python and env vars)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
