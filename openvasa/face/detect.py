@@ -50,24 +50,27 @@ class FaceAnalyzer:
     """Detector + FaceMesh. `static=False` tracks across consecutive video frames (faster, steadier)."""
 
     def __init__(self, static: bool = True) -> None:
-        with _quiet_native_logs():
-            self._open(static)
-            # MediaPipe's C++ side logs its set-up on the first inference: run one now, quietly.
-            import skimage.data
+        import mediapipe as mp
+        import skimage.data
 
+        self._quiet_next_inference = False
+        with _quiet_native_logs():
+            # The full-range model finds small and distant faces, the short-range one close-ups; use both.
+            self._detectors = [
+                mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=0.5)
+                for m in (1, 0)
+            ]
+            # MediaPipe's C++ side logs its set-up on the first inference: run one now, quietly. A tracker
+            # must not carry the warm-up face into the video, so it is warmed up in static mode.
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1)
             face = skimage.data.astronaut()
             self.landmarks_in_box(face, self.detect(face)[0])
-
-    def _open(self, static: bool) -> None:
-        import mediapipe as mp
-
-        # The full-range model finds small and distant faces, the short-range one close-ups; use both.
-        self._detectors = [
-            mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=0.5) for m in (1, 0)
-        ]
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
-        )
+            self._quiet_next_inference = not static
+            if not static:
+                self._mesh.close()
+                self._mesh = mp.solutions.face_mesh.FaceMesh(
+                    static_image_mode=False, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
+                )
 
     def close(self) -> None:
         for detector in self._detectors:
@@ -86,7 +89,9 @@ class FaceAnalyzer:
         pixels = np.ascontiguousarray(image)
         boxes: list[tuple[float, float, float, float]] = []
         for detector in self._detectors:
-            for det in detector.process(pixels).detections or []:
+            with _quiet_native_logs():  # called once per image or video, so the fd juggling is cheap
+                detections = detector.process(pixels).detections
+            for det in detections or []:
                 b = det.location_data.relative_bounding_box
                 box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
                 if all(_overlap(box, other) < 0.3 for other in boxes):
@@ -96,7 +101,9 @@ class FaceAnalyzer:
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """(478, 3) float32 landmarks in pixels of `image` (z scaled like x), or None if no face."""
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        with _quiet_native_logs() if self._quiet_next_inference else contextlib.nullcontext():
+            result = self._mesh.process(np.ascontiguousarray(image))
+        self._quiet_next_inference = False
         if not result.multi_face_landmarks:
             return None
         pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
