@@ -3,7 +3,14 @@ import pytest
 
 from openvasa.face import landmarks as lm
 from openvasa.face.geometry import euler_to_matrix, fit_similarity, matrix_to_euler
-from openvasa.face.latent import FaceLatent, from_canonical, to_canonical
+from openvasa.face.latent import (
+    FaceLatent,
+    from_canonical,
+    mirror_latent,
+    mirror_permutation,
+    mirror_points,
+    to_canonical,
+)
 from openvasa.face.track import track_frames
 from openvasa.io.media import read_video
 
@@ -61,3 +68,20 @@ def test_pose_and_dynamics_are_disentangled(codec, astronaut_portrait):
     assert np.allclose(again.pose[0, :3], turned.pose[0, :3], atol=1e-6)
     # And canonical <-> pixel transforms are inverse of each other.
     assert np.allclose(to_canonical(from_canonical(turned_points, ref.pose), ref.pose), turned_points)
+
+
+def test_mirrored_latent_decodes_to_mirrored_landmarks(codec, unseen_clip):
+    basis = codec.basis
+    permutation = mirror_permutation(basis.mean)
+    assert (permutation[permutation] == np.arange(len(permutation))).all()
+    latent = codec.encode(unseen_clip)  # relative to the mean face
+    mirrored = mirror_latent(latent, basis, width=512)
+    expected = codec.encode(mirror_points(unseen_clip, 512, permutation))
+    assert np.allclose(mirrored.pose, expected.pose, atol=1e-3)
+    assert np.allclose(mirrored.eyes, expected.eyes, atol=1e-3)
+    # The basis is fitted on mirrored clips too, so the flip is (almost) closed inside it.
+    err = np.abs(mirrored.dynamics - expected.dynamics).mean() / np.abs(expected.dynamics).mean()
+    print(f"relative dynamics error of the mirror map: {err:.3f}")
+    assert err < 0.1
+    twice = mirror_latent(mirrored, basis, width=512)
+    assert np.allclose(twice.dynamics, latent.dynamics, atol=0.05 * np.abs(latent.dynamics).max())

@@ -19,7 +19,14 @@ import numpy as np
 
 from openvasa.face import landmarks as lm
 from openvasa.face.geometry import fit_similarity
-from openvasa.face.latent import FaceBasis, fit_pose, measure_eyes, to_canonical
+from openvasa.face.latent import (
+    FaceBasis,
+    fit_pose,
+    measure_eyes,
+    mirror_permutation,
+    mirror_points,
+    to_canonical,
+)
 from openvasa.face.track import track_frames
 from openvasa.io.media import read_video
 
@@ -106,8 +113,13 @@ def _calibrate_eye_basis(eye_basis: np.ndarray, mean: np.ndarray, step: float = 
 
 
 def fit_basis(clips: list[ClipLandmarks], n_dynamics: int = 40, stride: int = 2) -> tuple[FaceBasis, dict]:
-    """Fit a FaceBasis on clips; returns it with a report of explained variance."""
+    """Fit a FaceBasis on clips and their mirror images (so that the basis is mirror-symmetric and flipping
+    is an exact augmentation); returns it with a report of explained variance."""
     sample = np.concatenate([c.landmarks[:: max(1, len(c.landmarks) // 40)] for c in clips])
+    permutation = mirror_permutation(frontal_mean(sample))
+    width = 512.0  # any width: mirrored clips are only ever compared with themselves
+    clips = clips + [ClipLandmarks(c.name, c.identity, mirror_points(c.landmarks, width, permutation)) for c in clips]
+    sample = np.concatenate([sample, mirror_points(sample, width, permutation)])
     mean = frontal_mean(sample)
     provisional = FaceBasis(mean, np.zeros((mean.size, 6)), np.zeros(6), np.zeros((mean.size, 0)), np.zeros(0), 0)
     d_canon, d_eyes, eyes_all, clip_means = [], [], [], []

@@ -193,3 +193,38 @@ class FaceLatentCodec:
         reference = FaceLatent(pose, eyes, dynamics[None])
         neutral = canonical[0] - b.expression(eyes, dynamics[None])[0]
         return Identity(neutral, reference)
+
+
+def mirror_permutation(mean: np.ndarray) -> np.ndarray:
+    """(478,) index of each landmark's mirror partner (right eye <-> left eye, ...), from a frontal mean."""
+    mirrored = mean * np.array([-1.0, 1.0, 1.0])
+    return np.linalg.norm(mirrored[:, None] - mean[None], axis=-1).argmin(1)
+
+
+def mirror_points(points: np.ndarray, width: float, permutation: np.ndarray) -> np.ndarray:
+    """Landmarks of the horizontally flipped image. points: (..., 478, 3) pixels of an image `width` wide."""
+    out = points[..., permutation, :].copy()
+    out[..., 0] = width - out[..., 0]
+    return out
+
+
+def mirror_latent(latent: FaceLatent, basis: FaceBasis, width: float) -> FaceLatent:
+    """The latent of the horizontally flipped video (an augmentation: a mirrored talker is as natural).
+
+    Pose: yaw and roll change sign, x translation mirrors; eyes: left and right swap, iris x offsets
+    change sign; dynamics: the mirror map projected into the basis (exact for a mirror-symmetric basis,
+    which fit_basis makes by fitting on mirrored clips too)."""
+    pose = latent.pose.copy()
+    pose[:, [0, 2]] *= -1
+    pose[:, 3] = width - pose[:, 3]
+    eyes = latent.eyes[:, [1, 0, 4, 5, 2, 3]].copy()
+    eyes[:, [2, 4]] *= -1
+    return FaceLatent(pose, eyes, latent.dynamics @ _dynamics_mirror(basis).T)
+
+
+def _dynamics_mirror(basis: FaceBasis) -> np.ndarray:
+    """(K, K) map of dynamics codes under a horizontal flip."""
+    permutation = mirror_permutation(basis.mean)
+    columns = basis.dynamics_basis.T.reshape(-1, lm.N_LANDMARKS, 3)  # (K, 478, 3)
+    flipped = columns[:, permutation] * np.array([-1.0, 1.0, 1.0])
+    return basis.dynamics_basis.T @ flipped.reshape(len(columns), -1).T
