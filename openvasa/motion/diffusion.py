@@ -1,0 +1,112 @@
+"""Diffusion around the motion model, in the style of k-diffusion: a denoiser wrapper (preconditioning and
+classifier-free guidance) and samplers as small pure functions over any denoiser.
+
+The network predicts the clean sample (as VASA-1 does), so the denoiser is D(x, sigma) = F(c_in x, sigma)
+on data normalised to unit variance per dimension.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from openvasa.motion.dit import MotionConditions, MotionDiT
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (N, T, M), sigma (N,)) -> clean x
+
+
+@dataclass
+class NoiseSchedule:
+    sigma_min: float = 0.002
+    sigma_max: float = 20.0
+    rho: float = 7.0
+    # Training noise levels: log-normal, as in EDM.
+    train_log_mean: float = -0.6
+    train_log_std: float = 1.4
+
+    def sample_training(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n,) noise levels for training."""
+        return torch.exp(self.train_log_mean + self.train_log_std * torch.randn(n, generator=generator))
+
+    def sigmas(self, steps: int) -> torch.Tensor:
+        """(steps + 1,) Karras et al. noise levels from sigma_max down to sigma_min, then 0."""
+        ramp = torch.linspace(0, 1, steps)
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        sigmas = (hi + ramp * (lo - hi)) ** self.rho
+        return torch.cat([sigmas, torch.zeros(1)])
+
+
+def denoise(model: MotionDiT, x: torch.Tensor, sigma: torch.Tensor, cond: MotionConditions) -> torch.Tensor:
+    """Clean-sample prediction with the input scaled to unit variance. x: (N, T, M); sigma: (N,)."""
+    c_in = 1 / torch.sqrt(sigma**2 + 1)
+    return model(x * c_in[:, None, None], sigma, cond)
+
+
+def guided_denoiser(model: MotionDiT, cond: MotionConditions, cfg_audio: float = 0.0,
+                    cfg_control: float = 0.0) -> Denoiser:  # fmt: skip
+    """Classifier-free guidance with separate scales for audio and for the controls (gaze, distance,
+    emotion): D = D_full + cfg_audio (D_full - D_no_audio) + cfg_control (D_full - D_no_controls).
+    All branches run as one batch."""
+    branches = [cond]
+    if cfg_audio:
+        branches.append(cond.replace(has_audio=torch.zeros_like(cond.has_audio)))
+    if cfg_control:
+        off = torch.zeros_like(cond.has_gaze)
+        branches.append(cond.replace(has_gaze=off, has_distance=off, has_emotion=off))
+    stacked = MotionConditions.concat(branches)
+
+    def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        outs = denoise(model, x.repeat(len(branches), 1, 1), sigma.repeat(len(branches)), stacked).split(n)
+        result, rest = outs[0], list(outs[1:])
+        if cfg_audio:
+            result = result + cfg_audio * (outs[0] - rest.pop(0))
+        if cfg_control:
+            result = result + cfg_control * (outs[0] - rest.pop(0))
+        return result
+
+    return run
+
+
+def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Deterministic Euler (DDIM-like) steps. x: initial noise scaled by sigmas[0]."""
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        clean = denoiser(x, sigma.expand(len(x)))
+        x = x + (x - clean) / sigma * (sigma_next - sigma)
+    return x
+
+
+def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """DPM-Solver++(2M): second order from the previous step's prediction, good in 10 steps."""
+    previous = None
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        clean = denoiser(x, sigma.expand(len(x)))
+        if sigma_next == 0:
+            return clean
+        t, t_next = -torch.log(sigma), -torch.log(sigma_next)
+        h = t_next - t
+        if previous is None:
+            estimate = clean
+        else:
+            h_last = t - (-torch.log(sigmas[i - 1]))
+            r = h_last / h
+            estimate = (1 + 1 / (2 * r)) * clean - (1 / (2 * r)) * previous
+        x = (sigma_next / sigma) * x - torch.expm1(-h) * estimate
+        previous = clean
+    return x
+
+
+SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
+
+
+def training_loss(model: MotionDiT, clean: torch.Tensor, cond: MotionConditions, schedule: NoiseSchedule,
+                  velocity_weight: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """Mean squared error of the clean prediction, plus the error of its frame-to-frame differences
+    (motion that is right on average but jittery looks wrong). clean: (N, T, M) normalised."""
+    sigma = schedule.sample_training(len(clean), generator).to(clean)
+    noisy = clean + sigma[:, None, None] * torch.randn(clean.shape, generator=generator).to(clean)
+    predicted = denoise(model, noisy, sigma, cond)
+    loss = torch.mean((predicted - clean) ** 2)
+    if velocity_weight:
+        loss = loss + velocity_weight * torch.mean((predicted.diff(dim=1) - clean.diff(dim=1)) ** 2)
+    return loss
