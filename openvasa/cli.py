@@ -1,4 +1,5 @@
-"""Command line: `openvasa generate | reenact | demo`. A thin layer over openvasa.pipeline."""
+"""Command line: `openvasa generate | reenact | demo | prep`. A thin layer over openvasa.pipeline and
+openvasa.data.prep."""
 
 import argparse
 import logging
@@ -67,11 +68,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="render the bundled demo: a public-domain portrait says a sentence")
     demo.add_argument("-o", "--output", type=Path, default=Path("out/demo.mp4"), help="output mp4")
+
+    prep = sub.add_parser(
+        "prep",
+        help="talking videos -> aligned (audio, face latent) training shards",
+        description="Track one face per clip, cut at lost tracking, scene changes and second faces, and write one "
+        "shard per segment of at least 2 s (face latent + 16 kHz audio + audio features at --fps) with index.json "
+        "and report.md. Clips already done with the same settings are skipped: rerun to resume, or share --out "
+        "between machines with --worker-index/--worker-count.",
+    )
+    prep.add_argument("--videos", required=True, type=Path, help="folder of talking videos (mp4/mov/mkv/webm/avi)")
+    prep.add_argument("--out", required=True, type=Path, help="output folder: shards/, index.json, report.md")
+    prep.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    prep.add_argument(
+        "--worker-index", type=int, default=0, help="this machine's share: clips at sorted position %% count == index"
+    )
+    prep.add_argument("--worker-count", type=int, default=1, help="number of machines sharing the clips (default 1)")
+    prep.add_argument("--fps", type=float, default=25.0, help="frame rate of the shards (default 25)")
+    prep.add_argument(
+        "--frontends",
+        default="energy",
+        help="comma-separated audio front-ends stored per frame: energy, logmel, whisper-tiny, whisper-base (default energy)",
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> Path:
     from openvasa import pipeline
+
+    if args.command == "prep":
+        from openvasa.data.prep import PrepConfig, prep_videos
+
+        config = PrepConfig(fps=args.fps, audio_frontends=tuple(args.frontends.split(",")))
+        report = prep_videos(args.videos, args.out, config, args.workers, args.worker_index, args.worker_count)
+        return report.report_path
 
     if args.command == "generate":
         controls = MotionControls(

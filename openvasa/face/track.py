@@ -1,4 +1,9 @@
-"""Landmarks for every frame of a talking video, in the 512x512 framing of its first frame."""
+"""Landmarks for every frame of a talking video, in a 512x512 framing fixed from its first face.
+
+`track_frames` tracks a whole clip in the framing of its first frame and fills lost frames; `FaceTracker`
+follows a stream frame by frame, reports lost frames as they are and re-frames when told to (after a
+scene cut), for preparing training data from edited videos.
+"""
 
 import logging
 from dataclasses import dataclass
@@ -36,8 +41,7 @@ def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedC
     crops, marks, valid = [], [], []
     with FaceAnalyzer(static=False) as tracker:
         for frame in frames:
-            crop = cv2.warpAffine(frame, to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA,
-                                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            crop = _crop(frame, to_crop)
             found = tracker.landmarks(crop)
             valid.append(found is not None)
             marks.append(found if found is not None else np.full((478, 3), np.nan, np.float32))
@@ -49,6 +53,52 @@ def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedC
     landmarks = _fill_gaps(np.stack(marks), valid_arr)
     frames_arr = np.stack(crops) if keep_frames else np.empty((0, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
     return TrackedClip(frames_arr, landmarks, valid_arr)
+
+
+class FaceTracker:
+    """One face through consecutive frames, in a 512 framing chosen whenever tracking (re)starts.
+
+    Where no face is found `track` returns None and nothing is filled in; `restart` (after a scene cut or
+    a long loss) makes the next frame search the whole image and choose a new framing. `finder` is a static
+    FaceAnalyzer the caller may also use for whole-image detection.
+    """
+
+    def __init__(self) -> None:
+        self.finder = FaceAnalyzer(static=True)
+        self.to_crop: np.ndarray | None = None  # (2, 3) frame pixels -> framing pixels
+        self._tracker: FaceAnalyzer | None = None
+
+    def restart(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+        self._tracker, self.to_crop = None, None
+
+    def track(self, frame: np.ndarray) -> np.ndarray | None:
+        """(H, W, 3) RGB frame -> (478, 3) landmarks in pixels of the current framing, or None."""
+        if self._tracker is None:
+            boxes = self.finder.detect(frame)
+            points = self.finder.landmarks_in_box(frame, boxes[0]) if boxes else None
+            if points is None:
+                return None
+            self.to_crop = least_padded_framing(points, frame.shape[:2])
+            self._tracker = FaceAnalyzer(static=False)
+        return self._tracker.landmarks(_crop(frame, self.to_crop))
+
+    def close(self) -> None:
+        self.restart()
+        self.finder.close()
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _crop(frame: np.ndarray, to_crop: np.ndarray) -> np.ndarray:
+    return cv2.warpAffine(
+        frame, to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def _fill_gaps(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
