@@ -1,4 +1,4 @@
-"""Command line: `openvasa generate | reenact | demo | prep`. A thin layer over openvasa.pipeline and
+"""Command line: `openvasa generate | reenact | demo | prep | train-motion`. A thin layer over openvasa.pipeline and
 openvasa.data.prep."""
 
 import argparse
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from openvasa.errors import OpenVasaError
 from openvasa.motion.controls import EMOTIONS, MotionControls
+from openvasa.motion.generator import MOTION_MODELS, GenerationSettings
 
 DEMO_TEXT = (
     "Hello! I am a talking portrait made by open vasa. I run in real time on an ordinary laptop, "
@@ -56,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="random seed of the motion (blinks, head sway)")
     gen.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     gen.add_argument("--face-index", type=int, help="which face when the image has several (0 = largest)")
+    gen.add_argument(
+        "--motion",
+        choices=MOTION_MODELS,
+        default="dit",
+        help="dit: the trained motion diffusion transformer (default); baseline: hand-built audio-driven motion",
+    )
+    gen.add_argument("--steps", type=int, default=10, help="diffusion sampling steps (default 10; 50 is slower)")
+    gen.add_argument(
+        "--cfg-audio", type=float, default=0.5, help="classifier-free guidance on the audio (default 0.5; 0 = off)"
+    )
 
     ree = sub.add_parser("reenact", help="drive a portrait with the motion of a real talking video")
     ree.add_argument("--image", required=True, type=Path, help="portrait image")
@@ -66,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--expression-only", action="store_true", help="transfer expression only (head stays)")
     ree.add_argument("--face-index", type=int, help="which face of the portrait when it has several")
 
+    sub.add_parser(
+        "train-motion",
+        add_help=False,
+        help="train the motion diffusion transformer on prep shards (see `openvasa train-motion --help`)",
+    )
     demo = sub.add_parser("demo", help="render the bundled demo: a public-domain portrait says a sentence")
     demo.add_argument("-o", "--output", type=Path, default=Path("out/demo.mp4"), help="output mp4")
 
@@ -111,8 +127,18 @@ def run(args: argparse.Namespace) -> Path:
             emotion_strength=args.emotion_strength,
             motion_scale=args.motion_scale,
         )
+        settings = GenerationSettings(steps=args.steps, cfg_audio=args.cfg_audio)
         return pipeline.generate(
-            args.image, args.audio, args.output, controls, args.seed, args.fps, args.face_index, progress=True
+            args.image,
+            args.audio,
+            args.output,
+            controls,
+            args.seed,
+            args.fps,
+            args.face_index,
+            progress=True,
+            motion=args.motion,
+            settings=settings,
         )
     if args.command == "reenact":
         mode = "pose" if args.pose_only else "expression" if args.expression_only else "full"
@@ -135,6 +161,12 @@ def run_demo(output: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train-motion"]:  # its options are generated from the training config dataclass
+        from openvasa.motion import train
+
+        train.main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:

@@ -15,6 +15,7 @@ from openvasa.face.track import track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.controls import MotionControls
+from openvasa.motion.generator import MOTION_MODELS, GenerationSettings, load_generator
 from openvasa.render.renderer import PortraitRenderer
 
 log = logging.getLogger(__name__)
@@ -50,26 +51,29 @@ def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCode
 
 def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, output: str | Path | None = None,
              controls: MotionControls | None = None, seed: int = 0, fps: float = 25.0,
-             face_index: int | None = None, progress: bool = False) -> Path | list[np.ndarray]:  # fmt: skip
+             face_index: int | None = None, progress: bool = False, motion: str = "dit",
+             settings: GenerationSettings | None = None) -> Path | list[np.ndarray]:  # fmt: skip
     """Talking video from one portrait and speech audio (16 kHz mono array or audio file).
 
-    Motion comes from the audio-driven *baseline* (`openvasa.motion.baseline`). Writes an mp4 and returns its
-    path when `output` is given, else returns the frames.
+    motion: "dit", the trained motion diffusion transformer (`openvasa.motion.generator`), or "baseline",
+    the hand-built audio-driven motion (`openvasa.motion.baseline`). Writes an mp4 and returns its path when
+    `output` is given, else returns the frames.
     """
     if not 1 <= fps <= 60:
         raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
+    if motion not in MOTION_MODELS:
+        raise OpenVasaError(f"unknown motion model {motion!r}; choose from {', '.join(MOTION_MODELS)}")
     pcm = load_audio(audio) if isinstance(audio, str | Path) else np.asarray(audio, np.float32)
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec)
-    latent = generate_baseline_motion(
-        pcm,
-        fps,
-        portrait.identity.reference,
-        codec.basis,
-        controls or MotionControls(),
-        seed,
-        rest_opening=float(mouth_opening(portrait.crop.landmarks)),
-    )
+    controls = controls or MotionControls()
+    if motion == "dit":
+        latent = load_generator().generate(pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings)
+    else:
+        rest_opening = float(mouth_opening(portrait.crop.landmarks))
+        latent = generate_baseline_motion(
+            pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
+        )
     frames = render_latents(portrait, latent, codec)
     if output is None:
         return list(frames)

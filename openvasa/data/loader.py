@@ -32,6 +32,7 @@ class WindowConfig:
     mirror_prob: float = 0.0  # chance that a window is flipped left-right
     scale_jitter: float = 0.0  # head scale times exp(u), u ~ U(-j, j): a camera zoom about the frame centre
     shift_jitter: float = 0.0  # head position shifted by up to this many eye distances in x and y
+    cache_shards: bool = False  # keep decoded shards in memory (small datasets: no re-reading every epoch)
 
 
 def pose_delta(pose: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -70,6 +71,7 @@ class MotionWindows(IterableDataset):
         listing = json.loads(Path(index).read_text())
         self.shards = [s for s in listing["shards"] if self.config.split in (None, s["split"])]
         self.epoch = 0
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
         self.basis = None
         if self.config.mirror_prob > 0:
             self.basis = FaceBasis.load()
@@ -95,12 +97,9 @@ class MotionWindows(IterableDataset):
         c = self.config
         # Seeded by shard as well as epoch, so that a shard's windows do not depend on which worker reads it.
         rng = np.random.default_rng([c.seed, self.epoch, k])
-        with np.load(self.root / self.shards[k]["file"]) as z:
-            shard = {name: z[name] for name in ("pose", "eyes", "dynamics", "mouth_opening", "reference_pose")}
-            key = f"features_{c.frontend}"
-            if key not in z:
-                raise OpenVasaError(f"{self.shards[k]['file']} has no {key}; prep with --frontends {c.frontend}")
-            shard["audio"] = z[key]
+        shard = self._cache.get(k) or self._load(k)
+        if c.cache_shards:
+            self._cache[k] = shard
         n = len(shard["pose"]) // c.window
         offset = int(rng.integers(0, len(shard["pose"]) - n * c.window + 1))
         for start in offset + c.window * np.arange(n):
@@ -111,6 +110,17 @@ class MotionWindows(IterableDataset):
                 "shard": torch.tensor(k),
                 "start": torch.tensor(int(start)),
             }
+
+    def _load(self, k: int) -> dict[str, np.ndarray]:
+        with np.load(self.root / self.shards[k]["file"]) as z:
+            shard = {name: z[name] for name in ("pose", "eyes", "dynamics", "mouth_opening", "reference_pose")}
+            key = f"features_{self.config.frontend}"
+            if key not in z:
+                raise OpenVasaError(
+                    f"{self.shards[k]['file']} has no {key}; prep with --frontends {self.config.frontend}"
+                )
+            shard["audio"] = z[key]
+        return shard
 
     def _window(self, shard: dict, frames: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> dict:
         c = self.config

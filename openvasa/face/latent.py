@@ -13,6 +13,7 @@ person, and pose is fitted on rigid points only: pose-only and dynamics-only dri
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -46,6 +47,18 @@ class FaceBasis:
     @property
     def n_dynamics(self) -> int:
         return self.dynamics_basis.shape[1]
+
+    @cached_property
+    def mirror_permutation(self) -> np.ndarray:
+        """(478,) index of each landmark's mirror partner."""
+        return mirror_permutation(self.mean)
+
+    @cached_property
+    def dynamics_mirror(self) -> np.ndarray:
+        """(K, K) map of dynamics codes under a horizontal flip."""
+        columns = self.dynamics_basis.T.reshape(-1, lm.N_LANDMARKS, 3)  # (K, 478, 3)
+        flipped = columns[:, self.mirror_permutation] * np.array([-1.0, 1.0, 1.0])
+        return self.dynamics_basis.T @ flipped.reshape(len(columns), -1).T
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(
@@ -219,12 +232,4 @@ def mirror_latent(latent: FaceLatent, basis: FaceBasis, width: float) -> FaceLat
     pose[:, 3] = width - pose[:, 3]
     eyes = latent.eyes[:, [1, 0, 4, 5, 2, 3]].copy()
     eyes[:, [2, 4]] *= -1
-    return FaceLatent(pose, eyes, latent.dynamics @ _dynamics_mirror(basis).T)
-
-
-def _dynamics_mirror(basis: FaceBasis) -> np.ndarray:
-    """(K, K) map of dynamics codes under a horizontal flip."""
-    permutation = mirror_permutation(basis.mean)
-    columns = basis.dynamics_basis.T.reshape(-1, lm.N_LANDMARKS, 3)  # (K, 478, 3)
-    flipped = columns[:, permutation] * np.array([-1.0, 1.0, 1.0])
-    return basis.dynamics_basis.T @ flipped.reshape(len(columns), -1).T
+    return FaceLatent(pose, eyes, latent.dynamics @ basis.dynamics_mirror.T)

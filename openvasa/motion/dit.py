@@ -193,6 +193,7 @@ def count_parameters(model: nn.Module) -> int:
 
 PRESETS = {
     "tiny": DiTConfig(width=32, depth=2, heads=2, window=8, context=2),
-    "small": DiTConfig(width=192, depth=6, heads=4),
+    "compact": DiTConfig(width=128, depth=4, heads=4),
+    "small": DiTConfig(width=128, depth=6, heads=4),
     "base": DiTConfig(width=256, depth=8, heads=4),
 }
