@@ -131,3 +131,22 @@ def test_training_with_two_cpu_processes(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "motion_dit.pt").exists()
+
+
+def test_two_minutes_without_drift_or_freezing(portrait_reference):
+    from openvasa.io.media import load_audio
+
+    from .conftest import shared_file
+
+    clip = load_audio(shared_file("audio/aaai22_obama2.wav"))
+    audio = np.tile(clip, int(np.ceil(120 * 16000 / len(clip))))[: 120 * 16000]
+    basis = FaceBasis.load()
+    latent = load_generator().generate(audio, 25.0, portrait_reference, basis)
+    mouth = lm.mouth_opening(basis.mean + basis.expression(latent.eyes, latent.dynamics))
+    first, last = slice(0, 500), slice(-500, None)
+    angles = np.degrees(latent.pose[:, :2])
+    print(f"first vs last 20 s: pose mean {angles[first].mean(0).round(2)} vs {angles[last].mean(0).round(2)} deg")
+    assert np.abs(angles[first].mean(0) - angles[last].mean(0)).max() < 3.0  # no drift
+    for x in (angles, mouth):
+        ratio = x[last].std(0) / x[first].std(0)
+        assert np.all((ratio > 0.5) & (ratio < 2.0))  # no freezing, no blow-up
