@@ -11,7 +11,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FaceAnalyzer, FaceCrop
 from openvasa.face.landmarks import mouth_opening
 from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity
-from openvasa.face.track import track_frames
+from openvasa.face.track import gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.controls import MotionControls
@@ -91,7 +91,7 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
     n = len(driver)
     out = FaceLatent(np.repeat(source.pose, n, 0), np.repeat(source.eyes, n, 0), np.repeat(source.dynamics, n, 0))
     if mode in ("full", "pose"):
-        pose = _smooth(driver.pose, POSE_SMOOTHING_FRAMES)
+        pose = gaussian_smooth(driver.pose, POSE_SMOOTHING_FRAMES)
         ratio = pose[:, 6:7] / pose[0, 6]
         out.pose[:, :3] += pose[:, :3] - pose[0, :3]
         out.pose[:, 3:6] += (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
@@ -128,12 +128,3 @@ def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Pat
     if output is None:
         return list(frames)
     return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress)
-
-
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along time (axis 0) with edge padding."""
-    radius = int(np.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
-    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(x.shape[1])], 1)

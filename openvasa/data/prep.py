@@ -52,7 +52,7 @@ from openvasa.face.latent import (
     measure_eyes,
     to_canonical,
 )
-from openvasa.face.track import FaceTracker
+from openvasa.face.track import FaceTracker, gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE, load_audio
 
 log = logging.getLogger(__name__)
@@ -296,17 +296,6 @@ def usable_runs(track: ClipTrack) -> list[tuple[int, int, str]]:
 
 
 # --- latent, timing, smoothing --------------------------------------------------------------------------------
-
-
-def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of (T, D) along time with edge padding; sigma in frames, 0 leaves x as it is."""
-    if sigma <= 0:
-        return x
-    radius = int(np.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
-    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(x.shape[1])], 1)
 
 
 def rest_frame(eyes: np.ndarray, mouth: np.ndarray) -> np.ndarray:

@@ -106,3 +106,15 @@ def _fill_gaps(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     good = np.flatnonzero(valid)
     nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None]).argmin(1)]
     return landmarks[nearest]
+
+
+def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of tracked signals (T, D) along time with edge padding (removes tracking jitter);
+    sigma in frames, 0 leaves x as it is."""
+    if sigma <= 0:
+        return x
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(x.shape[1])], 1)
