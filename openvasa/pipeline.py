@@ -10,7 +10,7 @@ import numpy as np
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FaceAnalyzer, FaceCrop
 from openvasa.face.landmarks import mouth_opening
-from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity
+from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity, rest_frame
 from openvasa.face.track import gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
@@ -97,19 +97,13 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
         out.pose[:, 3:6] += (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
         out.pose[:, 6:7] = source.pose[0, 6] * ratio
     if mode in ("full", "expression"):
-        ref = neutral_frame(driver, driver_mouth)
+        rest = rest_frame(driver.eyes, driver_mouth)
+        ref = rest[np.argmin(driver_mouth[rest])]
         out.dynamics += driver.dynamics - driver.dynamics[ref]
         openness = driver.eyes[:, :2] / np.maximum(driver.eyes[ref, :2], 1e-3)
         out.eyes[:, :2] = source.eyes[0, :2] * np.clip(openness, 0, 1.6)
         out.eyes[:, 2:] += driver.eyes[:, 2:] - driver.eyes[ref, 2:]
     return out
-
-
-def neutral_frame(latent: FaceLatent, mouth: np.ndarray) -> int:
-    """Index of the driver frame used as expression reference: mouth most shut among open-eyed frames."""
-    openness = latent.eyes[:, :2].mean(1)
-    candidates = np.flatnonzero(openness >= np.median(openness))
-    return int(candidates[np.argmin(mouth[candidates])])
 
 
 def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Path | None = None,

@@ -50,6 +50,7 @@ from openvasa.face.latent import (
     Identity,
     fit_pose,
     measure_eyes,
+    rest_frame,
     to_canonical,
 )
 from openvasa.face.track import FaceTracker, gaussian_smooth
@@ -296,14 +297,6 @@ def usable_runs(track: ClipTrack) -> list[tuple[int, int, str]]:
 
 
 # --- latent, timing, smoothing --------------------------------------------------------------------------------
-
-
-def rest_frame(eyes: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-    """Frames at rest: eyes at least as open as the median frame's (no blink, no squint) and lips among
-    the most closed tenth of those. eyes: (T, 6), mouth: (T,) -> indices."""
-    openness = eyes[:, :2].mean(1)
-    open_eyes = np.flatnonzero(openness >= np.median(openness))
-    return open_eyes[mouth[open_eyes] <= np.percentile(mouth[open_eyes], 10)]
 
 
 def neutral_frame(points: np.ndarray, basis: FaceBasis) -> int:

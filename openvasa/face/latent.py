@@ -233,3 +233,11 @@ def mirror_latent(latent: FaceLatent, basis: FaceBasis, width: float) -> FaceLat
     eyes = latent.eyes[:, [1, 0, 4, 5, 2, 3]].copy()
     eyes[:, [2, 4]] *= -1
     return FaceLatent(pose, eyes, latent.dynamics @ basis.dynamics_mirror.T)
+
+
+def rest_frame(eyes: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """Frames at rest: eyes at least as open as the median frame's (no blink, no squint) and lips among
+    the most closed tenth of those. eyes: (T, 6), mouth: (T,) -> indices."""
+    openness = eyes[:, :2].mean(1)
+    open_eyes = np.flatnonzero(openness >= np.median(openness))
+    return open_eyes[mouth[open_eyes] <= np.percentile(mouth[open_eyes], 10)]
