@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--steps", type=int, default=10, help="diffusion sampling steps (default 10; 50 is slower)")
     gen.add_argument(
-        "--cfg-audio", type=float, default=0.5, help="classifier-free guidance on the audio (default 0.5; 0 = off)"
+        "--cfg-audio", type=float, default=0.35, help="classifier-free guidance on the audio (default 0.35; 0 = off)"
     )
 
     ree = sub.add_parser("reenact", help="drive a portrait with the motion of a real talking video")

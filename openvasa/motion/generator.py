@@ -42,7 +42,7 @@ MODEL_FPS = 25.0
 class GenerationSettings:
     steps: int = 10
     sampler: str = "dpmpp_2m"
-    cfg_audio: float = 0.5
+    cfg_audio: float = 0.35  # tuned on the validation people: natural blink rate, best lip error
     cfg_control: float = 0.0
 
 
