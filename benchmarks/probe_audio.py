@@ -390,12 +390,14 @@ def main() -> None:
         whisper_base_dir(Path(tmp))
         results["whisper_base_join_s"] = time.perf_counter() - start
 
-    for label, factory in frontend_variants():
+    # All timings first and together, so that they share the machine's state.
+    frontends = {label: factory() for label, factory in frontend_variants()}
+    costs = {label: measure_cost(frontend, cost_audio) for label, frontend in frontends.items()}
+    for label, frontend in frontends.items():
         log.info("%s", label)
-        frontend = factory()
-        load_s, ms_per_s, ms_per_s_median = measure_cost(frontend, cost_audio)
         feats = clip_features(frontend, clips)
         res = evaluate(feats, clips)
+        load_s, ms_per_s, ms_per_s_median = costs[label]
         res.update(dim=frontend.dim, load_s=load_s, ms_per_audio_s=ms_per_s, ms_per_audio_s_median=ms_per_s_median)
         results["frontends"][label] = res
         if isinstance(frontend, WhisperFrontend) and frontend.compute_type == WHISPER_COMPUTE_TYPE:
