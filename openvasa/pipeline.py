@@ -80,14 +80,19 @@ def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, out
     return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
 
 
+def _check_reenact_mode(mode: str) -> None:
+    if mode not in REENACT_MODES:
+        raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
+
+
 def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLatent, mode: str = "full") -> FaceLatent:
     """Move the source latent as the driver moves, relative to the driver's own start.
 
-    driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame. Expression is taken relative to the driver's most
-    neutral frame (mouth closest to shut among frames with open eyes), since clips often start mid-word.
+    driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame.
+    Expression is taken relative to the driver's rest frame (eyes open, mouth most shut), since clips often
+    start mid-word.
     """
-    if mode not in REENACT_MODES:
-        raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
+    _check_reenact_mode(mode)
     n = len(driver)
     out = FaceLatent(np.repeat(source.pose, n, 0), np.repeat(source.eyes, n, 0), np.repeat(source.dynamics, n, 0))
     if mode in ("full", "pose"):
@@ -110,8 +115,7 @@ def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Pat
             mode: str = "full", face_index: int | None = None,
             progress: bool = False) -> Path | list[np.ndarray]:  # fmt: skip
     """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
-    if mode not in REENACT_MODES:
-        raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
+    _check_reenact_mode(mode)
     clip = read_video(video)
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec)
