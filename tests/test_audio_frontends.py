@@ -63,6 +63,16 @@ def test_speech_differs_from_silence(name: str, audio3: np.ndarray) -> None:
 def test_unknown_frontend() -> None:
     with pytest.raises(OpenVasaError, match="unknown audio front-end"):
         get_frontend("wav2vec")
+    with pytest.raises(OpenVasaError, match="unknown audio front-end 'mfcc'"):
+        get_frontend("energy+mfcc")
+
+
+def test_joined_frontends_concatenate_features() -> None:
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    joined = get_frontend("logmel+energy")
+    feats = joined.features(audio, 25.0)
+    assert joined.dim == 324 and feats.shape == (25, 324)
+    np.testing.assert_allclose(feats[:, 320:], get_frontend("energy").features(audio, 25.0))
 
 
 def test_empty_audio() -> None:

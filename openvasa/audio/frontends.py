@@ -324,8 +324,31 @@ _FRONTENDS: dict[str, Callable[[], AudioFrontend]] = {
 FRONTEND_NAMES = tuple(_FRONTENDS)
 
 
+class ConcatFrontend:
+    """Several front-ends side by side (name "a+b"): e.g. Whisper states for what is said plus loudness for
+    how strongly, which drives head motion."""
+
+    def __init__(self, parts: list[AudioFrontend]) -> None:
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.dim = sum(p.dim for p in parts)
+
+    def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
+        return np.concatenate([p.features(audio, fps) for p in self.parts], axis=1)
+
+
+def frontend_parts(name: str) -> list[str]:
+    """ "whisper-tiny+energy" -> ["whisper-tiny", "energy"], each checked against FRONTEND_NAMES."""
+    parts = name.split("+")
+    for part in parts:
+        if part not in _FRONTENDS:
+            raise OpenVasaError(
+                f"unknown audio front-end {part!r}; choose one of {', '.join(FRONTEND_NAMES)} or join them with +"
+            )
+    return parts
+
+
 def get_frontend(name: str) -> AudioFrontend:
-    """A front-end by name (one of FRONTEND_NAMES)."""
-    if name not in _FRONTENDS:
-        raise OpenVasaError(f"unknown audio front-end {name!r}; choose one of: {', '.join(FRONTEND_NAMES)}")
-    return _FRONTENDS[name]()
+    """A front-end by name: one of FRONTEND_NAMES, or several joined with "+" (features concatenated)."""
+    parts = [_FRONTENDS[part]() for part in frontend_parts(name)]
+    return parts[0] if len(parts) == 1 else ConcatFrontend(parts)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from openvasa.audio.frontends import frontend_parts
 from openvasa.data.prep import basis_fingerprint
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FRAME_SIZE
@@ -33,6 +34,14 @@ class WindowConfig:
     scale_jitter: float = 0.0  # head scale times exp(u), u ~ U(-j, j): a camera zoom about the frame centre
     shift_jitter: float = 0.0  # head position shifted by up to this many eye distances in x and y
     cache_shards: bool = False  # keep decoded shards in memory (small datasets: no re-reading every epoch)
+    # Dynamics relative to the clip's rest frame: the model then learns how people move from their own rest
+    # face (as a portrait shows it), not every speaker's absolute mouth shape.
+    relative_dynamics: bool = False
+
+
+def rest_index(pose: np.ndarray, reference_pose: np.ndarray) -> int:
+    """The frame of a prep shard at its reference pose: its rest (neutral) frame. pose: (T, 7), (7,)."""
+    return int(np.argmin(np.abs(pose - reference_pose).sum(1)))
 
 
 def pose_delta(pose: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -114,12 +123,18 @@ class MotionWindows(IterableDataset):
     def _load(self, k: int) -> dict[str, np.ndarray]:
         with np.load(self.root / self.shards[k]["file"]) as z:
             shard = {name: z[name] for name in ("pose", "eyes", "dynamics", "mouth_opening", "reference_pose")}
-            key = f"features_{self.config.frontend}"
-            if key not in z:
-                raise OpenVasaError(
-                    f"{self.shards[k]['file']} has no {key}; prep with --frontends {self.config.frontend}"
-                )
-            shard["audio"] = z[key]
+            parts = []
+            for name in frontend_parts(self.config.frontend):
+                if f"features_{name}" not in z:
+                    raise OpenVasaError(
+                        f"{self.shards[k]['file']} has no features_{name}; prep with --frontends {name}"
+                    )
+                parts.append(z[f"features_{name}"].astype(np.float32))
+            shard["audio"] = np.concatenate(parts, axis=1)
+        if self.config.relative_dynamics:
+            shard["dynamics"] = (
+                shard["dynamics"] - shard["dynamics"][rest_index(shard["pose"], shard["reference_pose"])]
+            )
         return shard
 
     def _window(self, shard: dict, frames: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> dict:

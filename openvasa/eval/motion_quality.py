@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.features import frame_energy_features
+from openvasa.data.loader import rest_index
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis, FaceLatent, Identity
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.generator import GenerationSettings, MotionGenerator
-
-LIPS = np.concatenate([lm.LIPS_INNER_CONTOUR, lm.LIPS_OUTER_CONTOUR])
 
 
 @dataclass
@@ -46,7 +45,7 @@ def load_validation_clips(index: Path) -> list[ClipMotion]:
             latent = FaceLatent(
                 z["pose"].astype(np.float64), z["eyes"].astype(np.float64), z["dynamics"].astype(np.float64)
             )
-            rest = int(np.argmin(np.abs(latent.pose - z["reference_pose"]).sum(1)))
+            rest = rest_index(latent.pose, z["reference_pose"])
             clips.append(
                 ClipMotion(
                     shard["file"],
@@ -79,7 +78,7 @@ def clip_metrics(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audi
     speed = np.linalg.norm(np.diff(latent.pose[:, :3], axis=0), axis=1)
     return {
         "mouth_r": float(np.corrcoef(mouth, mouth_real)[0, 1]) if mouth.std() > 1e-9 else 0.0,
-        "lip_error": float(np.linalg.norm(canon[:, LIPS] - canon_real[:, LIPS], axis=-1).mean()),
+        "lip_error": float(np.linalg.norm(canon[:, lm.LIPS] - canon_real[:, lm.LIPS], axis=-1).mean()),
         "pose_std_deg": float(np.degrees(latent.pose[:, :2].std(0)).mean()),
         "blinks_per_min": blink_rate(latent.eyes, fps),
         "audio_pose_r": float(np.corrcoef(speed, loud[1:])[0, 1]) if speed.std() > 1e-12 else 0.0,

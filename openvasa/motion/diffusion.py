@@ -100,13 +100,19 @@ SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
 
 
 def training_loss(model: MotionDiT, clean: torch.Tensor, cond: MotionConditions, schedule: NoiseSchedule,
-                  velocity_weight: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                  velocity_weight: float = 1.0, lip_map: torch.Tensor | None = None, lip_weight: float = 0.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
     """Mean squared error of the clean prediction, plus the error of its frame-to-frame differences
-    (motion that is right on average but jittery looks wrong). clean: (N, T, M) normalised."""
+    (motion that is right on average but jittery looks wrong), plus the error of the lip landmarks the motion
+    decodes to (lip_map: (M, L) linear map from normalised motion to lip coordinates of unit variance), since
+    the PCA codes weigh the lips no more than the rest of the face. clean: (N, T, M) normalised."""
     sigma = schedule.sample_training(len(clean), generator).to(clean)
     noisy = clean + sigma[:, None, None] * torch.randn(clean.shape, generator=generator).to(clean)
     predicted = denoise(model, noisy, sigma, cond)
-    loss = torch.mean((predicted - clean) ** 2)
+    error = predicted - clean
+    loss = torch.mean(error**2)
     if velocity_weight:
-        loss = loss + velocity_weight * torch.mean((predicted.diff(dim=1) - clean.diff(dim=1)) ** 2)
+        loss = loss + velocity_weight * torch.mean(error.diff(dim=1) ** 2)
+    if lip_weight and lip_map is not None:
+        loss = loss + lip_weight * torch.mean((error @ lip_map) ** 2)
     return loss

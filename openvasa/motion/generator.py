@@ -18,6 +18,7 @@ from openvasa.audio.features import n_frames_for
 from openvasa.audio.frontends import get_frontend
 from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
+from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE
 from openvasa.motion.controls import MotionControls, emotion_offset
 from openvasa.motion.diffusion import SAMPLERS, NoiseSchedule, guided_denoiser
@@ -44,6 +45,11 @@ class GenerationSettings:
     sampler: str = "dpmpp_2m"
     cfg_audio: float = 0.35  # tuned on the validation people: natural blink rate, best lip error
     cfg_control: float = 0.0
+    # Gaussian sigmas in frames. Samples carry frame-to-frame noise of about a tenth of the data's std, which
+    # tripled the head's frame-to-frame motion (real: 0.32 deg/frame) and shook the lips; the training data's
+    # pose was smoothed with sigma 1 too. Eyes are left as sampled: smoothing them erases blinks.
+    pose_smoothing: float = 1.5
+    dynamics_smoothing: float = 1.0
 
 
 class MotionGenerator:
@@ -61,6 +67,8 @@ class MotionGenerator:
         self.stats = MotionStats.from_dict(payload["stats"])
         self.schedule = NoiseSchedule(**payload["train"]["schedule"])
         self.frontend = get_frontend(payload["train"]["frontend"])
+        # Relative models generate dynamics as offsets from the portrait's own (rest) expression.
+        self.relative_dynamics = bool(payload["train"].get("relative_dynamics", False))
 
     @torch.no_grad()
     def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
@@ -77,6 +85,11 @@ class MotionGenerator:
         audio_n = normalise(torch.from_numpy(features).float(), self.stats.audio_mean, self.stats.audio_std)
         motion = self._sample_windows(audio_n, reference, basis, controls, seed, settings)  # (T, M)
         latent = self._to_latent(motion.numpy().astype(np.float64), reference, controls, basis.eye_mean[2:])
+        latent = FaceLatent(
+            gaussian_smooth(latent.pose, settings.pose_smoothing),
+            latent.eyes,
+            gaussian_smooth(latent.dynamics, settings.dynamics_smoothing),
+        )
         return _resample(latent, MODEL_FPS, fps, n_out)
 
     def _conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
@@ -87,13 +100,19 @@ class MotionGenerator:
         else:
             iris = reference.eyes[0, 2:]
         gaze = ((iris[0:2] + iris[2:4]) / 2 - s.gaze_mean) / s.gaze_std
-        expression = reference.dynamics[0] + emotion_offset(controls.emotion, basis, controls.emotion_strength)
-        emotion = (expression - s.motion_mean[k]) / s.emotion_std
+        offset = emotion_offset(controls.emotion, basis, controls.emotion_strength)
+        if self.relative_dynamics:
+            # Offsets from the rest face: the data's typical talking face plus the emotion; none asked, none given.
+            emotion = offset / s.emotion_std
+            has_emotion = torch.tensor([controls.emotion is not None])
+        else:
+            emotion = (reference.dynamics[0] + offset - s.motion_mean[k]) / s.emotion_std
+            has_emotion = torch.ones(1, dtype=torch.bool)
         distance = np.array([-np.log(controls.distance) / s.distance_std])
         as_tensor = lambda a: torch.tensor(np.asarray(a, np.float32))[None]  # noqa: E731
         yes = torch.ones(1, dtype=torch.bool)
         return {"gaze": as_tensor(gaze), "has_gaze": yes, "distance": as_tensor(distance),
-                "has_distance": yes, "emotion": as_tensor(emotion), "has_emotion": yes}  # fmt: skip
+                "has_distance": yes, "emotion": as_tensor(emotion), "has_emotion": has_emotion}  # fmt: skip
 
     def _sample_windows(self, audio: torch.Tensor, reference: FaceLatent, basis: FaceBasis,
                         controls: MotionControls, seed: int, settings: GenerationSettings) -> torch.Tensor:  # fmt: skip
@@ -140,6 +159,8 @@ class MotionGenerator:
             gaze += target - gaze.mean(0)
         eyes[:, GAZE.start - 7 :] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
+        if self.relative_dynamics:
+            dynamics = dynamics + reference.dynamics[0]
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 
 

@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from openvasa.data.loader import MotionWindows, WindowConfig
+from openvasa.face import landmarks as lm
+from openvasa.face.latent import FaceBasis
 from openvasa.motion.diffusion import NoiseSchedule, guided_denoiser, sample_dpmpp_2m, training_loss
 from openvasa.motion.dit import PRESETS, DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.signals import MotionStats, controls_from_motion, dynamics_slice, normalise
@@ -51,6 +53,8 @@ class TrainConfig:
     mirror_prob: float = 0.5
     scale_jitter: float = 0.05
     velocity_weight: float = 1.0
+    lip_weight: float = 1.0
+    relative_dynamics: bool = True  # see WindowConfig
     schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
 
 
@@ -64,6 +68,7 @@ def window_config(config: TrainConfig, split: str, augment: bool) -> WindowConfi
         mirror_prob=config.mirror_prob if augment else 0.0,
         scale_jitter=config.scale_jitter if augment else 0.0,
         cache_shards=True,
+        relative_dynamics=config.relative_dynamics,
     )
 
 
@@ -81,6 +86,19 @@ def collect_stats(config: TrainConfig) -> tuple[MotionStats, np.ndarray]:
     design = np.hstack([dynamics, np.ones((len(dynamics), 1))])
     readout = np.linalg.lstsq(design, mouth, rcond=None)[0]
     return MotionStats.fit(motion, audio, config.window), readout
+
+
+def lip_map(stats: MotionStats, motion_dim: int) -> torch.Tensor:
+    """(M, 3 * 40) linear map from normalised motion to the lip landmarks' canonical offsets, scaled so that
+    the lips of the training data have unit RMS (only dynamics move the lips; pose and eyes map to 0)."""
+    basis = FaceBasis.load()
+    lips = basis.dynamics_basis.reshape(lm.N_LANDMARKS, 3, -1)[lm.LIPS].reshape(-1, basis.n_dynamics)  # (120, K)
+    k = dynamics_slice(motion_dim)
+    mapping = np.zeros((motion_dim, lips.shape[0]))
+    mapping[k] = (lips * stats.motion_std[k]).T
+    # RMS of the lips' motion when each code varies independently with its data variance (unit, normalised).
+    scale = np.sqrt(np.sum(mapping**2) / lips.shape[0])
+    return torch.as_tensor(mapping / scale, dtype=torch.float32)
 
 
 def batch_conditions(batch: dict, stats: MotionStats, config: TrainConfig, generator: torch.Generator,
@@ -132,7 +150,10 @@ def validate(model: MotionDiT, stats: MotionStats, readout: np.ndarray, config: 
         return {}
     batch = {k: torch.stack([w[k] for w in windows]) for k in ("motion", "audio", "valid", "mouth_opening")}
     clean, cond = batch_conditions(batch, stats, config, generator, train=False)
-    loss = training_loss(model, clean, cond, config.schedule, config.velocity_weight, generator).item()
+    lips = lip_map(stats, clean.shape[-1])
+    loss = training_loss(
+        model, clean, cond, config.schedule, config.velocity_weight, lips, config.lip_weight, generator
+    ).item()
     # Generate with the audio only (controls absent, context real), as in audio-driven use.
     off = torch.zeros(len(clean), dtype=torch.bool)
     cond = cond.replace(has_gaze=off, has_distance=off, has_emotion=off)
@@ -207,11 +228,14 @@ def train_motion(config: TrainConfig, out_dir: Path) -> Path:
             yield from loader
 
     shipped = out_dir / "motion_dit.pt"
+    lips = lip_map(stats, sample["motion"].shape[1])
     for batch in batches():
         if step >= config.steps:
             break
         clean, cond = batch_conditions(batch, stats, config, generator, train=True)
-        loss = training_loss(model, clean, cond, config.schedule, config.velocity_weight, generator)
+        loss = training_loss(
+            model, clean, cond, config.schedule, config.velocity_weight, lips, config.lip_weight, generator
+        )
         optimiser.zero_grad()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,140 @@
+"""Motion and image metrics as small pure functions over latents, landmarks and frames (docs/metrics.md says
+what each measures and where it falls short). Angles are in degrees, landmarks in pixels of the 512 framing,
+canonical shapes in eye distances."""
+
+import numpy as np
+from scipy import linalg
+
+from openvasa.face import landmarks as lm
+from openvasa.face.latent import FaceBasis, FaceLatent
+
+N_FD_CODES = 8  # dynamics codes in the motion features (the largest; the rest are mostly noise)
+
+
+def mouth_opening(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> np.ndarray:
+    """(T,) pose-free mouth opening (eye distances)."""
+    return lm.mouth_opening(neutral + basis.expression(latent.eyes, latent.dynamics))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation over the common length; 0 when either is constant (a still mouth has no sync)."""
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    if n < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def lip_error(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> float:
+    """Mean distance of the 40 lip landmarks to the real ones in the canonical frame (eye distances)."""
+    n = min(len(latent), len(real))
+    lips = (neutral + basis.expression(latent.eyes[:n], latent.dynamics[:n]))[:, lm.LIPS]
+    real_lips = (neutral + basis.expression(real.eyes[:n], real.dynamics[:n]))[:, lm.LIPS]
+    return float(np.linalg.norm(lips - real_lips, axis=-1).mean())
+
+
+def pose_variation(pose: np.ndarray) -> float:
+    """Delta-P: mean absolute change of yaw, pitch and roll between adjacent frames (degrees per frame)."""
+    return float(np.degrees(np.abs(np.diff(pose[:, :3], axis=0))).mean()) if len(pose) > 1 else 0.0
+
+
+def pose_std(pose: np.ndarray) -> float:
+    """Standard deviation of yaw and pitch (degrees), averaged: how far the head wanders."""
+    return float(np.degrees(pose[:, :2].std(0)).mean())
+
+
+def audio_pose_correlation(pose: np.ndarray, loudness: np.ndarray) -> float:
+    """Correlation of head angular speed with loudness: does the head move with the speech's rhythm."""
+    speed = np.linalg.norm(np.diff(pose[:, :3], axis=0), axis=1)
+    return correlation(speed, loudness[1:])
+
+
+def blink_rate(eyes: np.ndarray, fps: float) -> float:
+    """Blinks per minute: onsets of eye openness below half its median."""
+    openness = eyes[:, :2].mean(1)
+    closed = openness < 0.5 * np.median(openness)
+    onsets = np.count_nonzero(closed[1:] & ~closed[:-1]) + int(closed[0])
+    return onsets / (len(eyes) / fps) * 60
+
+
+def jitter(landmarks: np.ndarray) -> float:
+    """Median frame-to-frame acceleration of the landmarks (px / frame^2): high-frequency shake. The median
+    over frames keeps a few re-detection slips from dominating. landmarks: (T, 478, 3)."""
+    if len(landmarks) < 3:
+        return 0.0
+    accel = np.linalg.norm(np.diff(landmarks[:, :, :2], n=2, axis=0), axis=-1).mean(1)
+    return float(np.median(accel))
+
+
+def motion_features(latent: FaceLatent, basis: FaceBasis, window: int = 50, stride: int = 25) -> np.ndarray:
+    """(N, 3 * (3 + N_FD_CODES)) features of 2 s windows, the input of the motion Frechet distance: for the head
+    angles and the largest dynamics codes (in units of their data std), the std, mean absolute velocity and
+    mean absolute acceleration over the window (motion, not the posture or expression it starts from)."""
+    codes = latent.dynamics[:, :N_FD_CODES] / np.sqrt(basis.dynamics_var[:N_FD_CODES])
+    signal = np.hstack([np.degrees(latent.pose[:, :3]), codes])
+    starts = range(0, len(signal) - window + 1, stride)
+    rows = []
+    for s in starts:
+        w = signal[s : s + window]
+        rows.append(
+            np.concatenate([w.std(0), np.abs(np.diff(w, axis=0)).mean(0), np.abs(np.diff(w, n=2, axis=0)).mean(0)])
+        )
+    return np.array(rows).reshape(-1, 3 * signal.shape[1])
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, ridge: float = 1e-3) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, D), each feature standardised by the
+    second set's std (so units do not weigh), covariances regularised for small N."""
+    scale = b.std(0) + 1e-9
+    a, b = a / scale, b / scale
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    eye = ridge * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + eye, np.cov(b, rowvar=False) + eye
+    root = linalg.sqrtm(cov_a @ cov_b)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+def background_mask(landmarks: np.ndarray, size: int, margin: int = 60) -> np.ndarray:
+    """(size, size) bool: pixels farther than `margin` px from the face's bounding box in any frame (the
+    warp's rings move the hair and neck near the face; beyond them the picture should stay put)."""
+    lo = np.floor(landmarks[..., :2].reshape(-1, 2).min(0)).astype(int) - margin
+    hi = np.ceil(landmarks[..., :2].reshape(-1, 2).max(0)).astype(int) + margin
+    mask = np.ones((size, size), bool)
+    mask[max(lo[1], 0) : max(hi[1], 0), max(lo[0], 0) : max(hi[0], 0)] = False
+    return mask
+
+
+class FlickerMeter:
+    """Mean absolute change of background pixels between consecutive frames (0-255 grey levels), fed frame by
+    frame so that videos need not be held in memory."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.previous: np.ndarray | None = None
+        self.total, self.count = 0.0, 0
+
+    def add(self, frame: np.ndarray) -> None:
+        grey = frame.mean(-1, dtype=np.float32)[self.mask]
+        if self.previous is not None:
+            self.total += float(np.abs(grey - self.previous).mean())
+            self.count += 1
+        self.previous = grey
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def drift(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis, fps: float, span_s: float = 20.0) -> dict:
+    """Statistics of the first vs the last `span_s` seconds of a long generation: a model that drifts or
+    freezes changes them. Ratios are last / first."""
+    n = int(span_s * fps)
+    first, last = latent[:n], latent[-n:]
+    mouth_first, mouth_last = mouth_opening(first, neutral, basis), mouth_opening(last, neutral, basis)
+    return {
+        "pose_mean_shift_deg": float(np.degrees(np.abs(last.pose[:, :3].mean(0) - first.pose[:, :3].mean(0))).max()),
+        "pose_variation_ratio": pose_variation(last.pose) / max(pose_variation(first.pose), 1e-9),
+        "mouth_std_ratio": float(mouth_last.std() / max(mouth_first.std(), 1e-9)),
+        "blinks_first": blink_rate(first.eyes, fps),
+        "blinks_last": blink_rate(last.eyes, fps),
+    }

@@ -1,0 +1,384 @@
+"""The evaluation suite: generate from each real clip's first frame and its audio with every method, re-detect
+landmarks in the rendered frames (so the renderer is judged with the motion), and compare with the real clip.
+
+    openvasa eval --videos ../shared/data/videos --out out/eval
+
+Writes results.json, results.md and PNG plots to --out. Metrics are documented in docs/metrics.md.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from openvasa.audio.frontends import get_frontend
+from openvasa.data.prep import PrepConfig, prep_videos, timed_frames
+from openvasa.errors import OpenVasaError
+from openvasa.eval import metrics as m
+from openvasa.eval.sync import Judge, lip_features, load_judge, sync_scores
+from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
+from openvasa.face.latent import FaceLatent, FaceLatentCodec
+from openvasa.io.media import write_video
+from openvasa.motion.baseline import generate_baseline_motion
+from openvasa.motion.generator import GenerationSettings, load_generator
+from openvasa.pipeline import Portrait, prepare_portrait, render_latents
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0
+REAL, STILL, BASELINE = "real", "still", "baseline"
+SYNC_MAX_OFFSET = 15  # frames (0.6 s) each way, as SyncNet's evaluation
+
+
+@dataclass
+class EvalConfig:
+    videos: Path
+    out: Path
+    prep: Path | None = None  # prep output (resumable); default out/prep
+    split: str = "val"  # "val": clips of the validation people only; "all": every clip
+    steps: tuple[int, ...] = (10, 50)  # the learned model at each number of sampling steps
+    seed: int = 0
+    max_clips: int | None = None
+    max_seconds: float | None = None  # per clip
+    drift_seconds: float = 120.0  # length of the long generation for the drift check; 0 skips it
+    identity_every: int = 25  # frames between face-embedding samples
+    videos_out: bool = True  # write each clip's model video (also times encoding)
+
+
+@dataclass
+class Clip:
+    name: str
+    video: Path
+    start_s: float
+    audio: np.ndarray  # (S,) 16 kHz
+    frames: int
+
+
+@dataclass
+class Measured:
+    """One method on one clip, as re-detected in its frames."""
+
+    latent: FaceLatent
+    landmarks: np.ndarray  # (T, 478, 3)
+    lost: float  # share of frames where the face was not found
+    flicker: float
+    identity: float  # mean face-embedding distance to the portrait (nan without dlib)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def model_name(steps: int) -> str:
+    return f"model ({steps} steps)"
+
+
+def eval_clips(config: EvalConfig) -> list[Clip]:
+    """Prepare (or reuse) the clips and pick those of the split."""
+    prep_dir = config.prep or config.out / "prep"
+    report = prep_videos(config.videos, prep_dir, PrepConfig(audio_frontends=("energy",)), progress=False)
+    index = json.loads(report.index_path.read_text())
+    clips = []
+    for shard in index["shards"]:
+        if config.split == "val" and shard["split"] != "val":
+            continue
+        with np.load(prep_dir / shard["file"]) as z:
+            audio = z["audio"].astype(np.float32) / 32768
+        frames = shard["T"] if config.max_seconds is None else min(shard["T"], int(config.max_seconds * FPS))
+        audio = audio[: int(frames / FPS * 16000)]
+        clips.append(Clip(Path(shard["file"]).stem, config.videos / shard["clip"], shard["start_s"], audio, frames))
+    if not clips:
+        raise OpenVasaError(f"no {config.split} clips in {config.videos}")
+    return clips[: config.max_clips]
+
+
+def frames_at(path: Path, times: np.ndarray) -> Iterator[np.ndarray]:
+    """The video frame nearest each of the increasing `times` (seconds on the audio's clock)."""
+    i, previous = 0, None
+    for t, frame in timed_frames(path):
+        while i < len(times) and previous is not None and abs(previous[0] - times[i]) <= abs(t - times[i]):
+            yield previous[1]
+            i += 1
+        if i >= len(times):
+            return
+        previous = (t, frame)
+    while previous is not None and i < len(times):
+        yield previous[1]
+        i += 1
+
+
+def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentCodec, identity_every: int,
+            sink: Callable[[np.ndarray], None] | None = None) -> Measured:  # fmt: skip
+    """Re-detect landmarks in 512 framed frames and measure background flicker and identity as they pass."""
+    flicker = m.FlickerMeter(m.background_mask(portrait.crop.landmarks[None], FRAME_SIZE, margin=80))
+    marks, found, distances = [], [], []
+    reference = _embedding(portrait.crop.image)
+    started = time.perf_counter()
+    with FaceAnalyzer(static=False) as tracker:
+        for i, frame in enumerate(frames):
+            points = tracker.landmarks(frame)
+            found.append(points is not None)
+            marks.append(points if points is not None else np.full((478, 3), np.nan, np.float32))
+            flicker.add(frame)
+            if reference is not None and i % identity_every == 0:
+                embedding = _embedding(frame)
+                distances.append(np.linalg.norm(embedding - reference) if embedding is not None else np.inf)
+            if sink is not None:
+                sink(frame)
+    valid = np.array(found)
+    if not valid.any():
+        raise OpenVasaError("the face was not found in any frame")
+    good = np.flatnonzero(valid)
+    nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None]).argmin(1)]
+    landmarks = np.stack(marks)[nearest]
+    return Measured(
+        latent=codec.encode(landmarks, portrait.identity),
+        landmarks=landmarks,
+        lost=float(1 - valid.mean()),
+        flicker=flicker.value,
+        identity=float(np.mean(distances)) if distances else float("nan"),
+        seconds={"measure": time.perf_counter() - started},
+    )
+
+
+def _embedding(image: np.ndarray) -> np.ndarray | None:
+    try:
+        from openvasa.eval.identity import face_embedding
+    except ImportError:  # dlib is an optional (dev) dependency
+        return None
+    try:
+        return face_embedding(image)
+    except ImportError:
+        return None
+
+
+def generated_latents(portrait: Portrait, clip: Clip, codec: FaceLatentCodec, config: EvalConfig
+                      ) -> Iterator[tuple[str, FaceLatent, float]]:  # fmt: skip
+    """(method, motion latent, seconds to make it) for every generated method."""
+    reference = portrait.identity.reference
+    yield (
+        STILL,
+        FaceLatent(*(np.repeat(a, clip.frames, 0) for a in (reference.pose, reference.eyes, reference.dynamics))),
+        0.0,
+    )
+    started = time.perf_counter()
+    rest_opening = float(m.mouth_opening(reference, portrait.identity.neutral, codec.basis)[0])
+    latent = generate_baseline_motion(
+        clip.audio, FPS, reference, codec.basis, seed=config.seed, rest_opening=rest_opening
+    )
+    yield BASELINE, latent[: clip.frames], time.perf_counter() - started
+    generator = load_generator()
+    for steps in config.steps:
+        started = time.perf_counter()
+        settings = GenerationSettings(steps=steps)
+        latent = generator.generate(clip.audio, FPS, reference, codec.basis, seed=config.seed, settings=settings)
+        yield model_name(steps), latent[: clip.frames], time.perf_counter() - started
+
+
+def clip_scores(measured: Measured, real: Measured, neutral: np.ndarray, codec: FaceLatentCodec, judge: Judge,
+                audio_features: np.ndarray, loudness: np.ndarray) -> dict[str, float]:  # fmt: skip
+    basis = codec.basis
+    lat = measured.latent
+    sync = sync_scores(judge, lip_features(lat, basis), audio_features, SYNC_MAX_OFFSET)
+    mouth = m.mouth_opening(lat, neutral, basis)
+    return {
+        **sync,
+        "mouth_r": m.correlation(mouth, m.mouth_opening(real.latent, neutral, basis)),
+        "lip_error": m.lip_error(lat, real.latent, neutral, basis),
+        "pose_variation": m.pose_variation(lat.pose),
+        "pose_std_deg": m.pose_std(lat.pose),
+        "audio_pose_r": m.audio_pose_correlation(lat.pose, loudness),
+        "blinks_per_min": m.blink_rate(lat.eyes, FPS),
+        "jitter": m.jitter(measured.landmarks),
+        "flicker": measured.flicker,
+        "identity_distance": measured.identity,
+        "face_lost": measured.lost,
+    }
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Run the comparison and write results.json, results.md and the plots; returns the results."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    codec = FaceLatentCodec()
+    judge = load_judge()
+    judge_frontend = get_frontend(judge.config.audio)
+    loudness_frontend = get_frontend("energy")
+    per_clip: dict[str, dict[str, dict[str, float]]] = {}
+    features: dict[str, list[np.ndarray]] = {}
+    mouths: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    frames_total = 0
+    audio_seconds = 0.0
+    for clip in eval_clips(config):
+        log.info("clip %s (%d frames)", clip.name, clip.frames)
+        times = clip.start_s + np.arange(clip.frames) / FPS
+        started = time.perf_counter()
+        first = next(frames_at(clip.video, times[:1]))
+        portrait = prepare_portrait(first, codec=codec)
+        face_seconds = time.perf_counter() - started
+        neutral = portrait.identity.neutral
+        real_frames = (
+            _to_framing(f, portrait) for f in frames_at(clip.video, times)
+        )  # the same 512 framing as the renders
+        results = {REAL: measure(real_frames, portrait, codec, config.identity_every)}
+        for method, latent, motion_seconds in generated_latents(portrait, clip, codec, config):
+            writer = None
+            started = time.perf_counter()
+            frames = list(render_latents(portrait, latent, codec))
+            render_seconds = time.perf_counter() - started
+            if config.videos_out and method == model_name(config.steps[0]):
+                writer = config.out / "videos" / f"{clip.name}.mp4"
+                started = time.perf_counter()
+                write_video(writer, frames, FPS, clip.audio, n_frames=len(frames))
+                seconds.setdefault("encode", {}).setdefault(method, 0.0)
+                seconds["encode"][method] += time.perf_counter() - started
+            results[method] = measure(frames, portrait, codec, config.identity_every)
+            for stage, value in (("motion", motion_seconds), ("render", render_seconds)):
+                seconds.setdefault(stage, {}).setdefault(method, 0.0)
+                seconds[stage][method] += value
+        started = time.perf_counter()
+        audio_features = judge_frontend.features(clip.audio, FPS)
+        seconds.setdefault("audio features (judge)", {REAL: 0.0})[REAL] += time.perf_counter() - started
+        seconds.setdefault("face analysis", {REAL: 0.0})[REAL] += face_seconds
+        loudness = loudness_frontend.features(clip.audio, FPS)[:, 0]
+        per_clip[clip.name] = {
+            method: clip_scores(measured, results[REAL], neutral, codec, judge, audio_features, loudness)
+            for method, measured in results.items()
+        }
+        for method, measured in results.items():
+            features.setdefault(method, []).append(m.motion_features(measured.latent, codec.basis))
+            mouths.setdefault(clip.name, {})[method] = m.mouth_opening(measured.latent, neutral, codec.basis).tolist()
+        frames_total += clip.frames
+        audio_seconds += len(clip.audio) / 16000
+    methods = list(next(iter(per_clip.values())))
+    summary = {
+        method: {
+            key: float(np.nanmean([c[method][key] for c in per_clip.values()]))
+            for key in per_clip[next(iter(per_clip))][method]
+        }
+        for method in methods
+    }
+    real_features = np.concatenate(features[REAL])
+    for method in methods:
+        summary[method]["motion_fd"] = m.frechet_distance(np.concatenate(features[method]), real_features)
+        summary[method]["pose_variation_ratio"] = summary[method]["pose_variation"] / summary[REAL]["pose_variation"]
+    speed = speed_table(seconds, frames_total, audio_seconds, config.steps)
+    results = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "clips": per_clip,
+        "methods": summary,
+        "speed": speed,
+        "drift": drift_check(config, codec) if config.drift_seconds > 0 else {},
+        "frames": frames_total,
+        "audio_seconds": audio_seconds,
+    }
+    (config.out / "results.json").write_text(json.dumps(results, indent=1))
+    (config.out / "results.md").write_text(markdown(results))
+    plot(results, mouths, config.out)
+    return results
+
+
+def _to_framing(frame: np.ndarray, portrait: Portrait) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(frame, portrait.crop.to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA,
+                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+def speed_table(seconds: dict[str, dict[str, float]], frames: int, audio_seconds: float,
+                steps: tuple[int, ...]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Milliseconds per frame of each stage, and the real-time factor of each method (stage seconds per
+    audio second: below 1 is faster than real time)."""
+    table: dict[str, dict[str, float]] = {}
+    for stage, by_method in seconds.items():
+        for method, value in by_method.items():
+            table.setdefault(method, {})[f"{stage} ms/frame"] = 1000 * value / frames
+    for method, row in table.items():
+        if method in (STILL, REAL):
+            continue
+        # Offline generate: Whisper features are part of the model's motion time, face analysis is per portrait.
+        row["real-time factor"] = (
+            sum(v for k, v in row.items() if k != "encode ms/frame") * frames / 1000 / audio_seconds
+        )
+    return table
+
+
+def drift_check(config: EvalConfig, codec: FaceLatentCodec) -> dict:
+    """A long generation (the validation audio repeated to `drift_seconds`) from the first clip's portrait,
+    rendered and re-detected: the first and last 20 s must look alike."""
+    clips = eval_clips(EvalConfig(**{**asdict(config), "max_seconds": None, "max_clips": None}))
+    audio = np.concatenate([c.audio for c in clips])
+    audio = np.tile(audio, int(np.ceil(config.drift_seconds * 16000 / len(audio))))[: int(config.drift_seconds * 16000)]
+    first = next(frames_at(clips[0].video, np.array([clips[0].start_s])))
+    portrait = prepare_portrait(first, codec=codec)
+    latent = load_generator().generate(audio, FPS, portrait.identity.reference, codec.basis, seed=config.seed)
+    measured = measure(render_latents(portrait, latent, codec), portrait, codec, identity_every=10**9)
+    return {"seconds": config.drift_seconds, **m.drift(measured.latent, portrait.identity.neutral, codec.basis, FPS)}
+
+
+COLUMNS = [  # key, header, format
+    ("sync_confidence", "sync conf", "{:.3f}"),
+    ("sync_offset", "sync offset", "{:+.1f}"),
+    ("mouth_r", "mouth r", "{:.3f}"),
+    ("lip_error", "lip error", "{:.4f}"),
+    ("pose_variation", "ΔP (deg/frame)", "{:.3f}"),
+    ("pose_variation_ratio", "ΔP / real", "{:.2f}"),
+    ("pose_std_deg", "pose std (deg)", "{:.2f}"),
+    ("audio_pose_r", "audio-pose r", "{:.3f}"),
+    ("motion_fd", "motion FD", "{:.1f}"),
+    ("blinks_per_min", "blinks/min", "{:.1f}"),
+    ("jitter", "jitter (px)", "{:.3f}"),
+    ("flicker", "flicker", "{:.3f}"),
+    ("identity_distance", "identity dist", "{:.3f}"),
+]
+
+
+def markdown(results: dict) -> str:
+    lines = ["| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for method, row in results["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(f.format(row[k]) for k, _, f in COLUMNS) + " |")
+    lines += [
+        "",
+        f"{len(results['clips'])} clips, {results['audio_seconds']:.1f} s of audio, {results['frames']} frames.",
+        "",
+    ]
+    lines += ["| method | " + " | ".join(stage for stage in next(iter(results["speed"].values()))) + " |"]
+    for method, row in results["speed"].items():
+        lines.append(f"| {method} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
+    if results["drift"]:
+        lines += ["", "Drift over a long generation (last 20 s vs first 20 s):", ""]
+        lines += [f"- {k}: {v:.3f}" for k, v in results["drift"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, mouths: dict[str, dict[str, list[float]]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results["methods"])
+    keys = [c for c in COLUMNS if c[0] != "sync_offset"]
+    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
+    for ax, (key, header, _) in zip(axes.flat, keys, strict=False):
+        values = [results["methods"][method][key] for method in methods]
+        ax.bar(range(len(methods)), values, color=[f"C{i}" for i in range(len(methods))])
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(header)
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=80)
+    plt.close(fig)
+    names = list(mouths)[:3]
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 3 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        for method in (REAL, BASELINE, *[k for k in mouths[name] if k.startswith("model")][:1]):
+            series = np.array(mouths[name][method])
+            ax.plot(np.arange(len(series)) / FPS, series, label=method, lw=1.5 if method == REAL else 1)
+        ax.set_title(name)
+        ax.set_ylabel("mouth opening")
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(out / "mouth.png", dpi=80)
+    plt.close(fig)
