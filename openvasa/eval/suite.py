@@ -9,7 +9,8 @@ Writes results.json, results.md and PNG plots to --out. Metrics are documented i
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,8 +109,7 @@ def frames_at(path: Path, times: np.ndarray) -> Iterator[np.ndarray]:
         i += 1
 
 
-def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentCodec, identity_every: int,
-            sink: Callable[[np.ndarray], None] | None = None) -> Measured:  # fmt: skip
+def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentCodec, identity_every: int) -> Measured:
     """Re-detect landmarks in 512 framed frames and measure background flicker and identity as they pass."""
     flicker = m.FlickerMeter(m.background_mask(portrait.crop.landmarks[None], FRAME_SIZE, margin=80))
     marks, found, distances = [], [], []
@@ -124,8 +124,6 @@ def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentC
             if reference is not None and i % identity_every == 0:
                 embedding = _embedding(frame)
                 distances.append(np.linalg.norm(embedding - reference) if embedding is not None else np.inf)
-            if sink is not None:
-                sink(frame)
     valid = np.array(found)
     if not valid.any():
         raise OpenVasaError("the face was not found in any frame")
@@ -207,40 +205,27 @@ def evaluate(config: EvalConfig) -> dict:
     per_clip: dict[str, dict[str, dict[str, float]]] = {}
     features: dict[str, list[np.ndarray]] = {}
     mouths: dict[str, dict[str, list[float]]] = {}
-    seconds: dict[str, dict[str, float]] = {}
-    frames_total = 0
-    audio_seconds = 0.0
+    timer = Timings()
     for clip in eval_clips(config):
         log.info("clip %s (%d frames)", clip.name, clip.frames)
         times = clip.start_s + np.arange(clip.frames) / FPS
-        started = time.perf_counter()
-        first = next(frames_at(clip.video, times[:1]))
-        portrait = prepare_portrait(first, codec=codec)
-        face_seconds = time.perf_counter() - started
+        with timer.stage("face analysis", REAL, frames=0):
+            portrait = prepare_portrait(next(frames_at(clip.video, times[:1])), codec=codec)
         neutral = portrait.identity.neutral
-        real_frames = (
-            _to_framing(f, portrait) for f in frames_at(clip.video, times)
-        )  # the same 512 framing as the renders
+        # The real clip in the portrait's 512 framing, measured exactly as the renders are.
+        real_frames = (_to_framing(f, portrait) for f in frames_at(clip.video, times))
         results = {REAL: measure(real_frames, portrait, codec, config.identity_every)}
         for method, latent, motion_seconds in generated_latents(portrait, clip, codec, config):
-            writer = None
-            started = time.perf_counter()
-            frames = list(render_latents(portrait, latent, codec))
-            render_seconds = time.perf_counter() - started
+            timer.add("motion", method, motion_seconds, len(latent))
+            with timer.stage("render", method, len(latent)):
+                frames = list(render_latents(portrait, latent, codec))
             if config.videos_out and method == model_name(config.steps[0]):
-                writer = config.out / "videos" / f"{clip.name}.mp4"
-                started = time.perf_counter()
-                write_video(writer, frames, FPS, clip.audio, n_frames=len(frames))
-                seconds.setdefault("encode", {}).setdefault(method, 0.0)
-                seconds["encode"][method] += time.perf_counter() - started
+                with timer.stage("encode", method, len(frames)):
+                    write_video(
+                        config.out / "videos" / f"{clip.name}.mp4", frames, FPS, clip.audio, n_frames=len(frames)
+                    )
             results[method] = measure(frames, portrait, codec, config.identity_every)
-            for stage, value in (("motion", motion_seconds), ("render", render_seconds)):
-                seconds.setdefault(stage, {}).setdefault(method, 0.0)
-                seconds[stage][method] += value
-        started = time.perf_counter()
         audio_features = judge_frontend.features(clip.audio, FPS)
-        seconds.setdefault("audio features (judge)", {REAL: 0.0})[REAL] += time.perf_counter() - started
-        seconds.setdefault("face analysis", {REAL: 0.0})[REAL] += face_seconds
         loudness = loudness_frontend.features(clip.audio, FPS)[:, 0]
         per_clip[clip.name] = {
             method: clip_scores(measured, results[REAL], neutral, codec, judge, audio_features, loudness)
@@ -249,8 +234,6 @@ def evaluate(config: EvalConfig) -> dict:
         for method, measured in results.items():
             features.setdefault(method, []).append(m.motion_features(measured.latent, codec.basis))
             mouths.setdefault(clip.name, {})[method] = m.mouth_opening(measured.latent, neutral, codec.basis).tolist()
-        frames_total += clip.frames
-        audio_seconds += len(clip.audio) / 16000
     methods = list(next(iter(per_clip.values())))
     summary = {
         method: {
@@ -263,15 +246,15 @@ def evaluate(config: EvalConfig) -> dict:
     for method in methods:
         summary[method]["motion_fd"] = m.frechet_distance(np.concatenate(features[method]), real_features)
         summary[method]["pose_variation_ratio"] = summary[method]["pose_variation"] / summary[REAL]["pose_variation"]
-    speed = speed_table(seconds, frames_total, audio_seconds, config.steps)
+    frames_total = sum(c.frames for c in eval_clips(config))
     results = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "clips": per_clip,
         "methods": summary,
-        "speed": speed,
+        "speed": timer.table(),
         "drift": drift_check(config, codec) if config.drift_seconds > 0 else {},
         "frames": frames_total,
-        "audio_seconds": audio_seconds,
+        "audio_seconds": frames_total / FPS,
     }
     (config.out / "results.json").write_text(json.dumps(results, indent=1))
     (config.out / "results.md").write_text(markdown(results))
@@ -286,22 +269,48 @@ def _to_framing(frame: np.ndarray, portrait: Portrait) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
 
 
-def speed_table(seconds: dict[str, dict[str, float]], frames: int, audio_seconds: float,
-                steps: tuple[int, ...]) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Milliseconds per frame of each stage, and the real-time factor of each method (stage seconds per
-    audio second: below 1 is faster than real time)."""
-    table: dict[str, dict[str, float]] = {}
-    for stage, by_method in seconds.items():
-        for method, value in by_method.items():
-            table.setdefault(method, {})[f"{stage} ms/frame"] = 1000 * value / frames
-    for method, row in table.items():
-        if method in (STILL, REAL):
-            continue
-        # Offline generate: Whisper features are part of the model's motion time, face analysis is per portrait.
-        row["real-time factor"] = (
-            sum(v for k, v in row.items() if k != "encode ms/frame") * frames / 1000 / audio_seconds
-        )
-    return table
+class Timings:
+    """Seconds and frames per (stage, method); the table gives milliseconds per frame and, per method, the
+    frames per second of motion + render + encode (the offline generate path; encoding is timed on the
+    first model's videos and counted for every method)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[tuple[str, str], float] = {}
+        self.frames: dict[tuple[str, str], int] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def add(self, stage: str, method: str, seconds: float, frames: int) -> None:
+        key = (stage, method)
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        self.frames[key] = self.frames.get(key, 0) + frames
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    @contextmanager
+    def stage(self, stage: str, method: str, frames: int) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.add(stage, method, time.perf_counter() - started, frames)
+
+    def per_frame(self, stage: str, method: str) -> float:
+        return 1000 * self.seconds[stage, method] / max(self.frames[stage, method], 1)
+
+    def table(self) -> dict:
+        encode = [self.per_frame(stage, method) for stage, method in self.seconds if stage == "encode"]
+        encode_ms = float(np.mean(encode)) if encode else 0.0
+        rows = {}
+        for method in dict.fromkeys(method for stage, method in self.seconds if stage == "render"):
+            motion, render = self.per_frame("motion", method), self.per_frame("render", method)
+            rows[method] = {
+                "motion ms/frame": motion,
+                "render ms/frame": render,
+                "fps (motion + render + encode)": 1000 / (motion + render + encode_ms),
+            }
+        face = ("face analysis", REAL)
+        return {
+            "methods": rows,
+            "encode ms/frame": encode_ms,
+            "face analysis ms/portrait": 1000 * self.seconds.get(face, 0.0) / max(self.calls.get(face, 0), 1),
+        }
 
 
 def drift_check(config: EvalConfig, codec: FaceLatentCodec) -> dict:
@@ -343,9 +352,15 @@ def markdown(results: dict) -> str:
         f"{len(results['clips'])} clips, {results['audio_seconds']:.1f} s of audio, {results['frames']} frames.",
         "",
     ]
-    lines += ["| method | " + " | ".join(stage for stage in next(iter(results["speed"].values()))) + " |"]
-    for method, row in results["speed"].items():
-        lines.append(f"| {method} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
+    speed = results["speed"]
+    header = list(next(iter(speed["methods"].values())))
+    lines += ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for method, row in speed["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
+    lines += [
+        "",
+        f"Encoding {speed['encode ms/frame']:.1f} ms/frame; face analysis {speed['face analysis ms/portrait']:.0f} ms per portrait.",
+    ]
     if results["drift"]:
         lines += ["", "Drift over a long generation (last 20 s vs first 20 s):", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in results["drift"].items()]

@@ -103,9 +103,9 @@ class FaceAnalyzer:
         h, w = image.shape[:2]
         with _quiet_native_logs() if self._quiet_next_inference else contextlib.nullcontext():
             result = self._mesh.process(np.ascontiguousarray(image))
-        self._quiet_next_inference = False
         if not result.multi_face_landmarks:
-            return None
+            return None  # the landmark model (which logs its set-up) only runs once a face is found
+        self._quiet_next_inference = False
         pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
         return pts * np.array([w, h, w], np.float32)
 
