@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install system-deps lint bench clean
 
+# espeak-ng speaks the demo's sentence; Debian's chromium runs the web page test (Playwright drives it).
+SYSTEM_PACKAGES := espeak-ng chromium
+
 system-deps:
-	@command -v espeak-ng >/dev/null || { (apt-get update -qq && apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
-	  || sudo sh -c 'apt-get update -qq && apt-get install -y -qq espeak-ng' >/dev/null; }
+	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)) >/dev/null 2>&1 \
+	  || sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)' >/dev/null; }
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)

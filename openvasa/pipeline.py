@@ -1,7 +1,7 @@
 """Offline pipelines as short compositions of the stages: portrait -> motion latents -> frames -> mp4."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +49,18 @@ def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCode
         yield portrait.renderer.render(codec.decode(latent[i : i + 1], portrait.identity)[0])
 
 
-def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, output: str | Path | None = None,
-             controls: MotionControls | None = None, seed: int = 0, fps: float = 25.0,
-             face_index: int | None = None, progress: bool = False, motion: str = "dit",
-             settings: GenerationSettings | None = None) -> Path | list[np.ndarray]:  # fmt: skip
-    """Talking video from one portrait and speech audio (16 kHz mono array or audio file).
+def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str | Path,
+             output: str | Path | None = None, controls: MotionControls | None = None, seed: int = 0,
+             fps: float = 25.0, face_index: int | None = None, progress: bool = False, motion: str = "dit",
+             settings: GenerationSettings | None = None, on_progress: Callable[[float], None] | None = None,
+             checkpoint: str | Path | None = None) -> Path | list[np.ndarray]:  # fmt: skip
+    """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
+    array or audio file).
 
     motion: "dit", the trained motion diffusion transformer (`openvasa.motion.generator`), or "baseline",
     the hand-built audio-driven motion (`openvasa.motion.baseline`). Writes an mp4 and returns its path when
-    `output` is given, else returns the frames.
+    `output` is given, else returns the frames. on_progress(fraction of frames rendered) is called as it goes.
+    checkpoint: another motion checkpoint than the shipped one (e.g. the streaming model's).
     """
     if not 1 <= fps <= 60:
         raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
@@ -65,19 +68,28 @@ def generate(image: np.ndarray | str | Path, audio: np.ndarray | str | Path, out
         raise OpenVasaError(f"unknown motion model {motion!r}; choose from {', '.join(MOTION_MODELS)}")
     pcm = load_audio(audio) if isinstance(audio, str | Path) else np.asarray(audio, np.float32)
     codec = FaceLatentCodec()
-    portrait = prepare_portrait(image, face_index, codec)
+    portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
     controls = controls or MotionControls()
     if motion == "dit":
-        latent = load_generator().generate(pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings)
+        generator = load_generator(str(checkpoint) if checkpoint else None)
+        latent = generator.generate(pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings)
     else:
         rest_opening = float(mouth_opening(portrait.crop.landmarks))
         latent = generate_baseline_motion(
             pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
         )
     frames = render_latents(portrait, latent, codec)
+    if on_progress is not None:
+        frames = _reporting(frames, len(latent), on_progress)
     if output is None:
         return list(frames)
     return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
+
+
+def _reporting(frames: Iterator[np.ndarray], total: int, on_progress: Callable[[float], None]) -> Iterator[np.ndarray]:
+    for i, frame in enumerate(frames):
+        yield frame
+        on_progress((i + 1) / total)
 
 
 def _check_reenact_mode(mode: str) -> None:

@@ -70,21 +70,32 @@ def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 1600
     n_frames = n_frames_for(len(audio), fps, sample_rate)
     if n_frames == 0:
         return np.zeros((0, len(FEATURE_NAMES)))
+    stats = frame_stats(audio, np.arange(n_frames) / fps, sample_rate)
+    return normalise_stats(stats, stats[:, 0])
+
+
+def frame_stats(audio: np.ndarray, times: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """(N, 4) raw statistics (RMS dB, centroid Hz, high and F2 shares) of the windows centred LOOKAHEAD_S after
+    each time (seconds from the start of `audio`); audio past the end counts as silence."""
     win = min(N_FFT, int(round(WINDOW_S * sample_rate)))
-    centres = np.round((np.arange(n_frames) / fps + LOOKAHEAD_S) * sample_rate).astype(np.int64)
-    padded = np.concatenate([np.zeros(win // 2), audio, np.zeros(win)])
+    centres = np.round((times + LOOKAHEAD_S) * sample_rate).astype(np.int64)
+    padded = np.concatenate([np.zeros(win // 2), np.asarray(audio, np.float64), np.zeros(win)])
     offsets = np.arange(win)[None]
     # In chunks, so ten minutes of audio never hold all windows and spectra at once.
-    stats = np.concatenate(
+    return np.concatenate(
         [
             _window_stats(padded[np.minimum(c[:, None] + offsets, len(padded) - 1)], sample_rate)
-            for c in np.array_split(centres, max(1, n_frames // CHUNK_FRAMES))
+            for c in np.array_split(centres, max(1, len(centres) // CHUNK_FRAMES))
         ]
     )
-    db, centroid_hz, high_ratio, f2_ratio = stats.T
 
-    loud_db = np.percentile(db, LOUD_PERCENTILE)
-    floor_db = np.percentile(db, FLOOR_PERCENTILE)
+
+def normalise_stats(stats: np.ndarray, reference_db: np.ndarray) -> np.ndarray:
+    """Raw statistics (N, 4) -> features (N, 4) in [0, 1], loudness relative to the levels of reference_db (the
+    whole clip offline; the audio heard so far in a stream)."""
+    db, centroid_hz, high_ratio, f2_ratio = stats.T
+    loud_db = np.percentile(reference_db, LOUD_PERCENTILE)
+    floor_db = np.percentile(reference_db, FLOOR_PERCENTILE)
     span = np.clip(loud_db - floor_db, MIN_RANGE_DB / (1 - GATE_FRACTION), MAX_RANGE_DB / (1 - GATE_FRACTION))
     gate_db = max(loud_db - (1 - GATE_FRACTION) * span, ABSOLUTE_GATE_DB)
     loudness = np.clip((db - gate_db) / max(loud_db - gate_db, 1e-6), 0.0, 1.0)

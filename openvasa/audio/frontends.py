@@ -35,6 +35,8 @@ from openvasa.errors import OpenVasaError
 if TYPE_CHECKING:
     import ctranslate2
 
+    from openvasa.audio.streaming import AudioStream
+
 SAMPLE_RATE = 16000
 MEL_HOP = 160  # 10 ms: Whisper's mel rate, shared by the log-mel front-end
 BASE_FPS = 25.0  # Whisper's 50 Hz states are averaged in pairs to this rate, then resampled to the video's
@@ -320,7 +322,21 @@ _FRONTENDS: dict[str, Callable[[], AudioFrontend]] = {
     **{name: partial(WhisperFrontend, name, *spec) for name, spec in WHISPER_MODELS.items()},
     "logmel": LogMelFrontend,
     "energy": EnergyFrontend,
+    "whisper-tiny-stream": lambda: _streaming("whisper-tiny"),
+    "energy-stream": lambda: _streaming("energy"),
 }
+
+
+def _streaming(base: str) -> AudioFrontend:
+    """A front-end computed block by block as audio arrives (openvasa.audio.streaming)."""
+    from openvasa.audio import streaming
+
+    if base == "energy":
+        return streaming.StreamingFrontend("energy-stream", lambda: [streaming.EnergyBlocks()])
+    whisper = _FRONTENDS[base]()
+    return streaming.StreamingFrontend(f"{base}-stream", lambda: [streaming.WhisperBlocks(whisper)])
+
+
 FRONTEND_NAMES = tuple(_FRONTENDS)
 
 
@@ -335,6 +351,12 @@ class ConcatFrontend:
 
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
         return np.concatenate([p.features(audio, fps) for p in self.parts], axis=1)
+
+    def stream(self) -> "AudioStream":
+        """One live stream over all parts (each must be a streaming front-end)."""
+        from openvasa.audio.streaming import AudioStream
+
+        return AudioStream([block for p in self.parts for block in p.stream().parts])
 
 
 def frontend_parts(name: str) -> list[str]:

@@ -35,11 +35,11 @@ class ClipMotion:
     reference: FaceLatent  # 1 frame: the clip's rest frame
 
 
-def load_validation_clips(index: Path) -> list[ClipMotion]:
+def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
     listing = json.loads(index.read_text())
     clips = []
     for shard in listing["shards"]:
-        if shard["split"] != "val":
+        if shard["split"] != split:
             continue
         with np.load(index.parent / shard["file"]) as z:
             latent = FaceLatent(

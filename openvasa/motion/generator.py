@@ -50,6 +50,7 @@ class GenerationSettings:
     # pose was smoothed with sigma 1 too. Eyes are left as sampled: smoothing them erases blinks.
     pose_smoothing: float = 1.5
     dynamics_smoothing: float = 1.0
+    causal_smoothing: bool = False  # smooth as a live stream must (no future frames): same output as a session
 
 
 class MotionGenerator:
@@ -69,30 +70,25 @@ class MotionGenerator:
         self.frontend = get_frontend(payload["train"]["frontend"])
         # Relative models generate dynamics as offsets from the portrait's own (rest) expression.
         self.relative_dynamics = bool(payload["train"].get("relative_dynamics", False))
+        # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.motion.calibrate).
+        self.eye_calibration = payload.get("eye_calibration")
 
-    @torch.no_grad()
-    def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
-                 controls: MotionControls | None = None, seed: int = 0,
-                 settings: GenerationSettings | None = None) -> FaceLatent:  # fmt: skip
-        """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent -> FaceLatent at `fps`."""
-        controls, settings = controls or MotionControls(), settings or GenerationSettings()
-        if settings.sampler not in SAMPLERS:
-            raise OpenVasaError(f"unknown sampler {settings.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if settings.steps < 1:
-            raise OpenVasaError("steps must be at least 1")
-        n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
-        features = self.frontend.features(audio, MODEL_FPS)  # (T, A) at the model's frame rate
-        audio_n = normalise(torch.from_numpy(features).float(), self.stats.audio_mean, self.stats.audio_std)
-        motion = self._sample_windows(audio_n, reference, basis, controls, seed, settings)  # (T, M)
-        latent = self._to_latent(motion.numpy().astype(np.float64), reference, controls, basis.eye_mean[2:])
-        latent = FaceLatent(
-            gaussian_smooth(latent.pose, settings.pose_smoothing),
-            latent.eyes,
-            gaussian_smooth(latent.dynamics, settings.dynamics_smoothing),
-        )
-        return _resample(latent, MODEL_FPS, fps, n_out)
+    def rest_motion(self, reference: FaceLatent) -> np.ndarray:
+        """(M,) the motion vector of the portrait as it is: no pose change, its eyes, its expression."""
+        m = self.config.motion_dim
+        rest = np.zeros(m)
+        rest[OPENNESS] = self.stats.openness_mean  # to_latent rescales the data's openness to the portrait's
+        rest[GAZE] = reference.eyes[0, 2:]
+        if not self.relative_dynamics:
+            rest[dynamics_slice(m)] = reference.dynamics[0]
+        return rest.astype(np.float32)
 
-    def _conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
+    @lru_cache(maxsize=4)  # noqa: B019 (one generator per checkpoint lives for the process)
+    def silence_features(self, frames: int) -> np.ndarray:
+        """(frames, A) audio features of silence."""
+        return self.frontend.features(np.zeros(int(frames * SAMPLE_RATE / MODEL_FPS), np.float32), MODEL_FPS)
+
+    def conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
         """Normalised control tensors (1, .) and their presence flags."""
         s, k = self.stats, dynamics_slice(self.config.motion_dim)
         if controls.gaze is not None:
@@ -114,54 +110,131 @@ class MotionGenerator:
         return {"gaze": as_tensor(gaze), "has_gaze": yes, "distance": as_tensor(distance),
                 "has_distance": yes, "emotion": as_tensor(emotion), "has_emotion": has_emotion}  # fmt: skip
 
-    def _sample_windows(self, audio: torch.Tensor, reference: FaceLatent, basis: FaceBasis,
-                        controls: MotionControls, seed: int, settings: GenerationSettings) -> torch.Tensor:  # fmt: skip
-        """Normalised motion (T, M) -> denormalised (T, M), one window after the other."""
-        w, c, m = self.config.window, self.config.context, self.config.motion_dim
-        total = len(audio)
-        padded = torch.cat([audio, torch.zeros(w, audio.shape[1])])  # the last window may run past the end
-        generator = torch.Generator().manual_seed(seed)
-        control = self._conditions(reference, basis, controls)
-        sampler, sigmas = SAMPLERS[settings.sampler], self.schedule.sigmas(settings.steps)
-        out = torch.zeros(0, m)
-        for start in range(0, total, w):
-            has_context = start > 0
-            context_motion = out[-c:] if has_context else torch.zeros(c, m)
-            context_audio = padded[start - c : start] if has_context else torch.zeros(c, audio.shape[1])
-            cond = MotionConditions(
-                audio=padded[None, start : start + w],
-                has_audio=torch.ones(1, dtype=torch.bool),
-                context_motion=context_motion[None],
-                context_audio=context_audio[None],
-                has_context=torch.tensor([has_context]),
-                **control,
-            )
-            noise = torch.randn(1, w, m, generator=generator) * self.schedule.sigma_max
-            window = sampler(guided_denoiser(self.model, cond, settings.cfg_audio, settings.cfg_control), noise, sigmas)
-            out = torch.cat([out, window[0]])
-        return denormalise(out[:total], self.stats.motion_mean, self.stats.motion_std)
+    def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
+                 controls: MotionControls | None = None, seed: int = 0,
+                 settings: GenerationSettings | None = None) -> FaceLatent:  # fmt: skip
+        """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent -> FaceLatent at `fps`."""
+        stream = MotionStream(self, reference, basis, controls, seed, settings)
+        n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
+        features = self.frontend.features(audio, MODEL_FPS)  # (T, A) at the model's frame rate
+        total, w = len(features), self.config.window
+        padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
+        motion = np.concatenate([stream.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
+        latent = stream.smooth(stream.to_latent(motion), whole=True)
+        return _resample(latent, MODEL_FPS, fps, n_out)
 
-    def _to_latent(self, motion: np.ndarray, reference: FaceLatent, controls: MotionControls,
-                   basis_eye_mean_gaze: np.ndarray) -> FaceLatent:  # fmt: skip
+
+class MotionStream:
+    """Generation for one portrait, window after window: the state a window needs from the previous ones
+    (context motion and audio, the random generator, running means, smoothing). Offline `generate` and the
+    live session (openvasa.stream) both run on it."""
+
+    RUNNING_MEAN_FRAMES = 100.0  # time constant of the running means that the gaze and distance controls fix
+
+    def __init__(self, generator: MotionGenerator, reference: FaceLatent, basis: FaceBasis,
+                 controls: MotionControls | None = None, seed: int = 0,
+                 settings: GenerationSettings | None = None) -> None:  # fmt: skip
+        self.model, self.reference, self.basis = generator, reference, basis
+        self.controls, self.settings = controls or MotionControls(), settings or GenerationSettings()
+        if self.settings.sampler not in SAMPLERS:
+            raise OpenVasaError(f"unknown sampler {self.settings.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.settings.steps < 1:
+            raise OpenVasaError("steps must be at least 1")
+        c = generator.config.context
+        # The first window continues from the portrait at rest, silent: its context is that rest state.
+        self.context_motion = normalise(torch.from_numpy(generator.rest_motion(reference)).float(), generator.stats.motion_mean,
+                                        generator.stats.motion_std).expand(c, -1)  # fmt: skip
+        self.context_audio = normalise(torch.from_numpy(generator.silence_features(c)), generator.stats.audio_mean,
+                                       generator.stats.audio_std)  # fmt: skip
+        self.random = torch.Generator().manual_seed(seed)
+        self.control = generator.conditions(reference, basis, self.controls)
+        self.running: dict[str, np.ndarray] = {}
+        self.smoothed: FaceLatent | None = None  # last output frame, for causal smoothing
+
+    @torch.no_grad()
+    def sample(self, features: np.ndarray) -> np.ndarray:
+        """Audio features (w, A) of the next window -> denormalised motion (w, M)."""
+        g, settings = self.model, self.settings
+        w, c = g.config.window, g.config.context
+        if len(features) != w:
+            raise ValueError(f"a window has {w} frames of audio features, got {len(features)}")
+        audio = normalise(torch.from_numpy(np.asarray(features, np.float32)), g.stats.audio_mean, g.stats.audio_std)
+        cond = MotionConditions(
+            audio=audio[None],
+            has_audio=torch.ones(1, dtype=torch.bool),
+            context_motion=self.context_motion[None],
+            context_audio=self.context_audio[None],
+            has_context=torch.ones(1, dtype=torch.bool),
+            **self.control,
+        )
+        noise = torch.randn(1, w, g.config.motion_dim, generator=self.random) * g.schedule.sigma_max
+        denoiser = guided_denoiser(g.model, cond, settings.cfg_audio, settings.cfg_control)
+        window = SAMPLERS[settings.sampler](denoiser, noise, g.schedule.sigmas(settings.steps))[0]
+        self.context_motion = torch.cat([self.context_motion, window])[-c:]
+        self.context_audio = torch.cat([self.context_audio, audio])[-c:]
+        return denormalise(window, g.stats.motion_mean, g.stats.motion_std).numpy().astype(np.float64)
+
+    def _running_mean(self, key: str, x: np.ndarray) -> np.ndarray:
+        """Per-frame exponential running mean of x (T, D) along time, carried across calls."""
+        alpha = 1.0 / self.RUNNING_MEAN_FRAMES
+        mean = self.running.get(key, x[0])
+        out = np.empty_like(x)
+        for t in range(len(x)):
+            mean = mean + alpha * (x[t] - mean)
+            out[t] = mean
+        self.running[key] = mean
+        return out
+
+    def to_latent(self, motion: np.ndarray) -> FaceLatent:
+        """Denormalised motion (T, M) -> FaceLatent, with the controls applied."""
+        controls, reference, stats = self.controls, self.reference, self.model.stats
         delta = motion[:, :7].copy()
         delta[:, :6] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
-        # The mean head size is set exactly by the distance control; the model adds natural variation.
-        lean = delta[:, LOG_SCALE] - delta[:, LOG_SCALE].mean()
+        # The mean head size is set by the distance control; the model adds natural variation around it.
+        lean = delta[:, LOG_SCALE] - self._running_mean("scale", delta[:, LOG_SCALE : LOG_SCALE + 1])[:, 0]
         delta[:, LOG_SCALE] = -np.log(controls.distance) + controls.motion_scale * lean
         eyes = motion[:, 7:13].copy()
         # Openness is relative to the person's eye shape: rescale the data's typical openness to the portrait's.
-        eyes[:, OPENNESS.start - 7 : OPENNESS.stop - 7] *= reference.eyes[0, :2] / self.stats.openness_mean
+        eyes[:, OPENNESS.start - 7 : OPENNESS.stop - 7] *= reference.eyes[0, :2] / stats.openness_mean
+        if self.model.eye_calibration is not None:
+            generated, real = (np.array(self.model.eye_calibration[k]) for k in ("model", "real"))
+            ratio = eyes[:, 0:2].mean(1) / reference.eyes[0, :2].mean()
+            mapped = np.where(ratio < generated[-1], np.interp(ratio, generated, real), ratio)
+            eyes[:, 0:2] *= (mapped / np.maximum(ratio, 1e-6))[:, None]
         gaze = eyes[:, GAZE.start - 7 :]
         if controls.gaze is not None:
             # Five minutes of data hold little gaze variety, so the conditioned model only leans towards a
-            # requested gaze: set its mean exactly and keep the model's saccades around it.
-            target = basis_eye_mean_gaze + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
-            gaze += target - gaze.mean(0)
+            # requested gaze: set its mean and keep the model's saccades around it.
+            target = self.basis.eye_mean[2:] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+            gaze += target - self._running_mean("gaze", gaze)
         eyes[:, GAZE.start - 7 :] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
-        if self.relative_dynamics:
+        if self.model.relative_dynamics:
             dynamics = dynamics + reference.dynamics[0]
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
+
+    def smooth(self, latent: FaceLatent, whole: bool = False) -> FaceLatent:
+        """Remove the samples' frame-to-frame noise from pose and dynamics. Offline (whole=True, the complete
+        sequence) with a Gaussian; in a stream, causally with a one-pole filter of similar strength, carried
+        across calls. settings.causal_smoothing makes offline use the stream's filter too."""
+        s = self.settings
+        if whole and not s.causal_smoothing:
+            return FaceLatent(
+                gaussian_smooth(latent.pose, s.pose_smoothing),
+                latent.eyes,
+                gaussian_smooth(latent.dynamics, s.dynamics_smoothing),
+            )
+        pose, dynamics = latent.pose.copy(), latent.dynamics.copy()
+        # One pole at a = 1 / (1 + sigma) lags about sigma frames and damps frame noise as the Gaussian does.
+        a_pose, a_dyn = 1 / (1 + s.pose_smoothing), 1 / (1 + s.dynamics_smoothing)
+        previous = self.smoothed
+        for t in range(len(latent)):
+            if previous is not None:
+                pose[t] = previous.pose[0] + a_pose * (pose[t] - previous.pose[0])
+                dynamics[t] = previous.dynamics[0] + a_dyn * (dynamics[t] - previous.dynamics[0])
+            previous = FaceLatent(pose[t : t + 1], latent.eyes[t : t + 1], dynamics[t : t + 1])
+        self.smoothed = previous
+        return FaceLatent(pose, latent.eyes, dynamics)
 
 
 def _resample(latent: FaceLatent, fps_in: float, fps_out: float, n_out: int) -> FaceLatent:

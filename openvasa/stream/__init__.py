@@ -1,0 +1,1 @@
+"""Real-time streaming: live sessions, the server and adapters."""

@@ -1,0 +1,130 @@
+"""A TalkingSession on a clock: LiveSession runs it on its own thread, takes audio and commands from any
+thread, fills silence when no audio arrives (so the face keeps listening instead of freezing), and hands each
+frame to a callback. The server, the LiveKit and the Pipecat adapters all drive sessions through it.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openvasa.audio.streaming import FPS, SAMPLE_RATE
+from openvasa.stream.session import StreamFrame, TalkingSession
+
+log = logging.getLogger(__name__)
+
+JITTER_S = 0.12  # audio may arrive this late before the session fills silence instead of waiting
+
+
+@dataclass
+class LiveStats:
+    """Latency from an audio chunk's arrival to the frame that shows its end, and frame counts."""
+
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    frames: int = 0
+    speech_frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> dict[str, float]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {
+            "frames": self.frames,
+            "fps": self.frames / elapsed,
+            "latency_p50_ms": float(np.percentile(lat, 50)),
+            "latency_p95_ms": float(np.percentile(lat, 95)),
+        }
+
+
+class LiveSession:
+    """Drives `session` in real time. on_frame(frame) is called on the session's thread for every frame, in
+    order; it must be quick (hand the frame to a queue)."""
+
+    def __init__(
+        self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S
+    ) -> None:
+        self.session = session
+        self.on_frame = on_frame
+        self.jitter_s = jitter_s
+        self.stats = LiveStats()
+        self.error: Exception | None = None
+        self._commands: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="openvasa-session", daemon=True)
+        self._closed = threading.Event()
+        self._audio_s = 0.0  # seconds of audio (speech + fill) given to the session: its timeline
+        self._arrivals: deque[tuple[int, float]] = deque()  # (frame showing a chunk's end, arrival time)
+
+    def start(self) -> "LiveSession":
+        self.stats.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        self._commands.put(("audio", pcm, sample_rate, time.monotonic()))
+
+    def interrupt(self) -> None:
+        self._commands.put(("interrupt",))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed.set()
+        self._commands.put(("close",))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                try:
+                    command = self._commands.get(timeout=0.01)
+                except queue.Empty:
+                    command = None
+                if command is not None:
+                    self._handle(command)
+                self._fill_silence()
+                self._emit()
+        except Exception as e:  # reported to the owner, who closes the connection
+            log.exception("session failed")
+            self.error = e
+
+    def _handle(self, command: tuple) -> None:
+        kind = command[0]
+        if kind == "audio":
+            _, pcm, rate, arrived = command
+            seconds = len(pcm) / rate
+            self.session.push_audio(pcm, rate)
+            self._audio_s += seconds
+            self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
+        elif kind == "interrupt":
+            self.session.interrupt()
+            self._arrivals.clear()
+            self._audio_s = (self.session.frame_index) / FPS  # the dropped audio never plays
+            self._fill_silence(force=True)
+
+    def _fill_silence(self, force: bool = False) -> None:
+        """Keep the session's timeline up with the clock: when it falls behind (no audio is arriving), add
+        silence, enough for the frames to keep coming."""
+        elapsed = time.monotonic() - self.stats.started
+        behind = elapsed - self._audio_s
+        if force or behind > self.jitter_s:
+            seconds = max(behind, 0.0) + self.session.latency_frames / FPS if force else behind
+            seconds = max(seconds, 1 / FPS)
+            self.session.idle(seconds)
+            self._audio_s += round(seconds * SAMPLE_RATE) / SAMPLE_RATE
+
+    def _emit(self) -> None:
+        for frame in self.session.frames():
+            now = time.monotonic()
+            while self._arrivals and self._arrivals[0][0] <= frame.index:
+                self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
+            self.stats.frames += 1
+            self.stats.speech_frames += frame.speech
+            self.on_frame(frame)

@@ -1,0 +1,282 @@
+"""`openvasa serve`: a FastAPI server with a web page, live WebSocket sessions and offline jobs.
+
+Live protocol (WebSocket /ws/{portrait_id}?gaze=x,y&distance=1&emotion=happy&motion_scale=1&seed=0):
+  client -> server  text {"type": "start", "sample_rate": 48000}, then binary int16 mono PCM chunks of any
+                    size; text {"type": "interrupt"} drops the audio not yet shown; {"type": "stop"} ends.
+  server -> client  binary frames: b"F" + uint32 frame index + uint32 audio byte count + int16 PCM at the
+                    client's rate + JPEG bytes (empty when the client was too slow and the picture was dropped;
+                    the audio is never dropped). Text {"type": "ready", "fps": 25} first.
+HTTP: GET / (web page), GET /api/portraits, POST /api/portraits (image upload), GET /api/health,
+GET /api/metrics, POST /api/generate (offline: audio upload -> job), GET /api/jobs/{id}, GET /api/jobs/{id}/video.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import struct
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse
+
+from openvasa.errors import OpenVasaError
+from openvasa.motion.controls import EMOTIONS, MotionControls
+from openvasa.pipeline import Portrait, prepare_portrait
+from openvasa.stream.realtime import LiveSession
+from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+OUTGOING_FRAMES = 25  # frames queued per client (1 s); beyond that pictures are dropped, audio kept
+JPEG_QUALITY = 80
+PORTRAIT_CACHE = 16
+
+
+@dataclass
+class Job:
+    id: str
+    progress: float = 0.0
+    status: str = "running"  # running | done | failed
+    error: str = ""
+    path: Path | None = None
+
+
+@dataclass
+class ServerState:
+    max_sessions: int
+    steps: int
+    portraits: OrderedDict = field(default_factory=OrderedDict)  # id -> Portrait (most recent last)
+    live: dict = field(default_factory=dict)  # session id -> LiveSession
+    jobs: dict = field(default_factory=dict)
+    dropped_frames: int = 0
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="openvasa-serve-")))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def portrait(self, portrait_id: str) -> Portrait:
+        if portrait_id not in self.portraits:
+            if portrait_id != "astronaut":
+                raise HTTPException(404, f"unknown portrait {portrait_id!r}; upload it first")
+            import skimage.data
+
+            self.add_portrait("astronaut", prepare_portrait(skimage.data.astronaut()))
+        self.portraits.move_to_end(portrait_id)
+        return self.portraits[portrait_id]
+
+    def add_portrait(self, portrait_id: str, portrait: Portrait) -> None:
+        self.portraits[portrait_id] = portrait
+        while len(self.portraits) > PORTRAIT_CACHE:
+            self.portraits.popitem(last=False)
+
+
+def parse_controls(params: dict[str, str]) -> MotionControls:
+    """MotionControls from query or form fields (gaze "x,y" in degrees, distance, emotion, motion_scale)."""
+    try:
+        gaze = tuple(float(v) for v in params["gaze"].split(",")) if params.get("gaze") else None
+        if gaze is not None and len(gaze) != 2:
+            raise ValueError("gaze takes two numbers: x,y")
+        emotion = params.get("emotion") or None
+        if emotion is not None and emotion not in EMOTIONS:
+            raise ValueError(f"emotion must be one of {', '.join(EMOTIONS)}")
+        return MotionControls(
+            gaze=gaze,
+            distance=float(params.get("distance") or 1.0),
+            emotion=emotion,
+            motion_scale=float(params.get("motion_scale") or 1.0),
+        )
+    except (ValueError, OpenVasaError) as e:
+        raise HTTPException(400, str(e)) from e
+
+
+def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) -> bytes:
+    pcm = (np.clip(rate_audio, -1, 1) * 32767).astype("<i2").tobytes()
+    jpeg = b""
+    if with_image:
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
+        jpeg = buf.tobytes() if ok else b""
+    return b"F" + struct.pack("<II", frame.index, len(pcm)) + pcm + jpeg
+
+
+def create_app(max_sessions: int = 2, steps: int = 10) -> FastAPI:
+    state = ServerState(max_sessions=max_sessions, steps=steps)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for live in list(state.live.values()):  # clean shutdown: every session thread stops
+            live.close()
+
+    app = FastAPI(title="openvasa", lifespan=lifespan)
+    app.state.openvasa = state
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return (resources.files("openvasa") / "stream" / "web" / "index.html").read_text()
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"status": "ok", "sessions": len(state.live), "max_sessions": state.max_sessions}
+
+    @app.get("/api/metrics")
+    def metrics() -> dict:
+        sessions = {sid: live.stats.summary() for sid, live in state.live.items()}
+        return {"active_sessions": len(sessions), "dropped_frames": state.dropped_frames, "sessions": sessions,
+                "jobs": {j.id: j.status for j in state.jobs.values()}}  # fmt: skip
+
+    @app.get("/api/portraits")
+    def portraits() -> dict:
+        return {"presets": ["astronaut"], "uploaded": [p for p in state.portraits if p != "astronaut"]}
+
+    @app.post("/api/portraits")
+    async def upload_portrait(image: UploadFile = File(...)) -> dict:  # noqa: B008 (FastAPI's declaration style)
+        data = await image.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"images up to {MAX_UPLOAD_BYTES // 2**20} MB")
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise HTTPException(400, "not an image (JPEG, PNG, WebP, ...)")
+        portrait_id = hashlib.sha256(data).hexdigest()[:16]
+        try:
+            portrait = await asyncio.to_thread(prepare_portrait, cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
+        except OpenVasaError as e:
+            raise HTTPException(422, str(e)) from e
+        state.add_portrait(portrait_id, portrait)
+        return {"id": portrait_id}
+
+    @app.post("/api/generate")
+    async def generate_offline(audio: UploadFile = File(...), portrait: str = Form("astronaut"),  # noqa: B008
+                               gaze: str = Form(""), distance: str = Form(""), emotion: str = Form(""),
+                               motion_scale: str = Form("")) -> dict:  # fmt: skip
+        data = await audio.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"audio up to {MAX_UPLOAD_BYTES // 2**20} MB")
+        controls = parse_controls(
+            {"gaze": gaze, "distance": distance, "emotion": emotion, "motion_scale": motion_scale}
+        )
+        chosen = state.portrait(portrait)
+        job = Job(uuid.uuid4().hex[:12])
+        state.jobs[job.id] = job
+        source = state.work_dir / f"{job.id}.audio"
+        source.write_bytes(data)
+
+        def run() -> None:
+            from openvasa import pipeline
+
+            def report(fraction: float) -> None:
+                job.progress = fraction
+
+            try:
+                job.path = pipeline.generate(
+                    chosen, source, state.work_dir / f"{job.id}.mp4", controls, on_progress=report
+                )
+                job.status = "done"
+            except OpenVasaError as e:
+                job.status, job.error = "failed", str(e)
+            finally:
+                source.unlink(missing_ok=True)
+
+        threading.Thread(target=run, daemon=True).start()
+        return {"job": job.id}
+
+    @app.get("/api/jobs/{job_id}")
+    def job_status(job_id: str) -> dict:
+        job = state.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, "unknown job")
+        return {"id": job.id, "status": job.status, "progress": job.progress, "error": job.error}
+
+    @app.get("/api/jobs/{job_id}/video")
+    def job_video(job_id: str) -> FileResponse:
+        job = state.jobs.get(job_id)
+        if job is None or job.status != "done" or job.path is None:
+            raise HTTPException(404, "no video for this job (yet)")
+        return FileResponse(job.path, media_type="video/mp4", filename="openvasa.mp4")
+
+    @app.websocket("/ws/{portrait_id}")
+    async def live(ws: WebSocket, portrait_id: str) -> None:
+        await ws.accept()
+        with state.lock:
+            full = len(state.live) >= state.max_sessions
+        if full:
+            await ws.close(code=1013, reason=f"all {state.max_sessions} sessions are busy; try again later")
+            return
+        try:
+            controls = parse_controls(dict(ws.query_params))
+            portrait = await asyncio.to_thread(state.portrait, portrait_id)
+            start = json.loads(await ws.receive_text())
+            rate = int(start.get("sample_rate", 16000))
+            if start.get("type") != "start" or rate not in SUPPORTED_RATES:
+                raise HTTPException(400, f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
+            session = await asyncio.to_thread(
+                TalkingSession, portrait, controls, int(ws.query_params.get("seed", 0)), state.steps, None, rate
+            )
+        except HTTPException as e:
+            await ws.close(code=1008, reason=str(e.detail)[:120])
+            return
+        except (ValueError, OpenVasaError) as e:
+            await ws.close(code=1008, reason=str(e)[:120])
+            return
+        loop = asyncio.get_running_loop()
+        outgoing: asyncio.Queue = asyncio.Queue()
+
+        def on_frame(frame: StreamFrame) -> None:  # on the session thread
+            slow = outgoing.qsize() >= OUTGOING_FRAMES
+            if slow:
+                state.dropped_frames += 1
+            loop.call_soon_threadsafe(outgoing.put_nowait, frame_message(frame, frame.audio, with_image=not slow))
+
+        live = LiveSession(session, on_frame).start()
+        session_id = uuid.uuid4().hex[:8]
+        state.live[session_id] = live
+
+        async def send() -> None:
+            await ws.send_text(json.dumps({"type": "ready", "fps": 25, "session": session_id}))
+            while True:
+                await ws.send_bytes(await outgoing.get())
+
+        sender = asyncio.create_task(send())
+        try:
+            while live.running:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    live.push_audio(np.frombuffer(message["bytes"], "<i2"), rate)
+                elif message.get("text") is not None:
+                    kind = json.loads(message["text"]).get("type")
+                    if kind == "interrupt":
+                        live.interrupt()
+                    elif kind == "stop":
+                        break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            live.close()
+            state.live.pop(session_id, None)
+            if live.error is not None:
+                log.error("session %s ended with %s", session_id, live.error)
+            try:
+                await ws.close()
+            except RuntimeError:
+                pass  # already closed by the client
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int = 2, steps: int = 10) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(max_sessions, steps), host=host, port=port, log_level="info")

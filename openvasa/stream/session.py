@@ -1,0 +1,190 @@
+"""A live talking-face session: audio chunks in, video frames (with their audio) out.
+
+    session = TalkingSession(prepare_portrait("face.jpg"))
+    session.push_audio(pcm, 24000)           # any chunk size; 16, 24 or 48 kHz; int16 or float
+    for frame in session.frames():           # the frames whose audio (and look-ahead) has arrived
+        show(frame.image); play(frame.audio)
+
+It runs the offline stages (openvasa.audio.streaming, openvasa.motion.generator.MotionStream, the portrait's
+renderer) block by block: STREAM_BLOCK frames at a time, once their audio and STREAM_LOOKAHEAD frames more
+have arrived. `idle()` fills silence when no audio comes, so the face keeps blinking and moving while it
+listens; `interrupt()` drops the audio not yet shown. The stream's motion model is trained on blocks
+(window = STREAM_BLOCK), so its offline replay (`generate` with that checkpoint and causal smoothing) gives
+the same frames for the same seed.
+"""
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from openvasa.audio.streaming import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, STREAM_BLOCK, STREAM_LOOKAHEAD
+from openvasa.errors import OpenVasaError
+from openvasa.face.latent import FaceLatentCodec
+from openvasa.motion.controls import MotionControls
+from openvasa.motion.generator import GenerationSettings, MotionStream, load_generator
+from openvasa.pipeline import Portrait
+
+STREAM_CHECKPOINT = "motion_dit_stream.pt"
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_PENDING_S = 30.0  # audio pushed ahead of the frames is capped: a client cannot grow memory without bound
+
+
+def stream_checkpoint() -> Path:
+    return Path(str(resources.files("openvasa") / "assets" / STREAM_CHECKPOINT))
+
+
+def stream_settings(steps: int = 10) -> GenerationSettings:
+    """What a live session samples with: causal smoothing (no future frames)."""
+    return GenerationSettings(steps=steps, causal_smoothing=True)
+
+
+@dataclass
+class StreamFrame:
+    index: int  # frames since the session started (25 fps)
+    image: np.ndarray  # (512, 512, 3) uint8 RGB
+    audio: np.ndarray  # the samples shown with this frame, at the session's output rate (float32)
+    speech: bool  # whether this frame's audio came from the client (False: idle fill or after an interrupt)
+
+
+@dataclass
+class SessionStats:
+    frames: int = 0
+    blocks: int = 0
+    compute_s: float = 0.0
+    interrupts: int = 0
+    block_ms: deque = field(default_factory=lambda: deque(maxlen=200))
+
+
+class TalkingSession:
+    """One portrait, one live stream. Not thread-safe: drive it from one thread (the server runs one task
+    per session)."""
+
+    def __init__(self, portrait: Portrait, controls: MotionControls | None = None, seed: int = 0, steps: int = 10,
+                 checkpoint: Path | None = None, output_rate: int = SAMPLE_RATE) -> None:  # fmt: skip
+        if output_rate not in SUPPORTED_RATES:
+            raise OpenVasaError(f"unsupported output sample rate {output_rate}; use one of {SUPPORTED_RATES}")
+        self.portrait = portrait
+        self.codec = FaceLatentCodec()
+        generator = load_generator(str(checkpoint or stream_checkpoint()))
+        if generator.config.window != STREAM_BLOCK:
+            raise OpenVasaError(f"a streaming motion model generates {STREAM_BLOCK}-frame windows")
+        self.generator = generator
+        self.controls, self.seed, self.steps = controls or MotionControls(), seed, steps
+        self.output_rate = output_rate
+        self.stats = SessionStats()
+        self._start()
+
+    def _start(self) -> None:
+        self.audio = self.generator.frontend.stream()
+        self.motion = MotionStream(
+            self.generator,
+            self.portrait.identity.reference,
+            self.codec.basis,
+            self.controls,
+            self.seed,
+            stream_settings(self.steps),
+        )
+        self.playback = np.zeros(0, np.float32)  # output-rate audio not yet attached to a frame
+        self.speech_flags: deque[bool] = deque()  # per 16 kHz sample block of one frame: client audio or fill
+        self.ready: deque[StreamFrame] = deque()
+        self.frame_index = 0
+
+    # --- input -----------------------------------------------------------------------------------------------
+
+    def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Append speech. pcm: mono (N,) int16 or float in [-1, 1]; sample_rate one of SUPPORTED_RATES."""
+        self._append(_to_float(pcm), sample_rate, speech=True)
+
+    def idle(self, seconds: float) -> None:
+        """Append silence (no speech arrived): the face listens, blinks and moves a little."""
+        self._append(np.zeros(int(round(seconds * self.output_rate)), np.float32), self.output_rate, speech=False)
+
+    def _append(self, pcm: np.ndarray, sample_rate: int, speech: bool) -> None:
+        if sample_rate not in SUPPORTED_RATES:
+            raise OpenVasaError(f"unsupported sample rate {sample_rate} Hz; use one of {SUPPORTED_RATES}")
+        if pcm.ndim != 1:
+            raise OpenVasaError(f"audio must be mono (1-D), got shape {pcm.shape}")
+        if not np.all(np.isfinite(pcm)):
+            raise OpenVasaError("audio contains NaN or infinite samples")
+        if self.pending_seconds + len(pcm) / sample_rate > MAX_PENDING_S:
+            raise OpenVasaError(f"more than {MAX_PENDING_S:.0f} s of audio is waiting for frames; push in real time")
+        out = pcm if sample_rate == self.output_rate else soxr.resample(pcm, sample_rate, self.output_rate)
+        model = pcm if sample_rate == SAMPLE_RATE else soxr.resample(pcm, sample_rate, SAMPLE_RATE)
+        self.playback = np.concatenate([self.playback, out.astype(np.float32)])
+        self.speech_flags.extend([speech] * len(model))
+        self._generate(self.audio.push(model.astype(np.float32)))
+
+    def interrupt(self) -> None:
+        """Drop every frame and sample not yet taken: the next frames are the face at rest, listening.
+        The motion keeps its context, so the face settles from where it is rather than jumping."""
+        self.ready.clear()
+        self.playback = np.zeros(0, np.float32)
+        self.speech_flags.clear()
+        self.stats.interrupts += 1
+        self.audio = self.generator.frontend.stream()  # its audio is dropped too; it restarts at the next frame
+
+    # --- output ----------------------------------------------------------------------------------------------
+
+    @property
+    def pending_seconds(self) -> float:
+        """Audio pushed but not yet turned into frames."""
+        return len(self.playback) / self.output_rate
+
+    def frames(self) -> Iterator[StreamFrame]:
+        """Frames ready now, oldest first (each exactly once)."""
+        while self.ready:
+            yield self.ready.popleft()
+
+    def finish(self) -> None:
+        """End of the audio: make frames for what remains (its look-ahead padded with silence)."""
+        self._generate(self.audio.finish())
+
+    def _generate(self, features: np.ndarray) -> None:
+        for start in range(0, len(features), STREAM_BLOCK):
+            block = features[start : start + STREAM_BLOCK]
+            if len(block) < STREAM_BLOCK:  # the end of the audio (finish): pad, then keep the real frames
+                block = np.concatenate([block, np.zeros((STREAM_BLOCK - len(block), block.shape[1]), block.dtype)])
+            keep = min(STREAM_BLOCK, len(features) - start)
+            started = time.perf_counter()
+            latent = self.motion.smooth(self.motion.to_latent(self.motion.sample(block)))[:keep]
+            points = self.codec.decode(latent, self.portrait.identity)
+            for i in range(keep):
+                self.ready.append(self._frame(self.portrait.renderer.render(points[i])))
+            elapsed = time.perf_counter() - started
+            self.stats.blocks += 1
+            self.stats.compute_s += elapsed
+            self.stats.block_ms.append(1000 * elapsed)
+
+    def _frame(self, image: np.ndarray) -> StreamFrame:
+        n_out = int(round((self.frame_index + 1) * self.output_rate / FPS)) - int(
+            round(self.frame_index * self.output_rate / FPS)
+        )
+        audio = self.playback[:n_out]
+        if len(audio) < n_out:
+            audio = np.concatenate([audio, np.zeros(n_out - len(audio), np.float32)])
+        self.playback = self.playback[n_out:]
+        flags = [self.speech_flags.popleft() for _ in range(min(SAMPLES_PER_FRAME, len(self.speech_flags)))]
+        frame = StreamFrame(self.frame_index, image, audio, speech=bool(flags) and float(np.mean(flags)) > 0.5)
+        self.frame_index += 1
+        self.stats.frames += 1
+        return frame
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames of audio a block waits for beyond its first frame: the block and the look-ahead."""
+        return STREAM_BLOCK - 1 + STREAM_LOOKAHEAD
+
+
+def _to_float(pcm: np.ndarray) -> np.ndarray:
+    pcm = np.asarray(pcm)
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768
+    if not np.issubdtype(pcm.dtype, np.floating):
+        raise OpenVasaError(f"audio must be int16 or float, got {pcm.dtype}")
+    return pcm.astype(np.float32)

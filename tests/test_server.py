@@ -1,0 +1,155 @@
+"""The server: live frames over a WebSocket (pictures and their audio), health and metrics, the session limit,
+offline jobs; and the web page in a real headless Chromium."""
+
+import io
+import json
+import shutil
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from openvasa.io.media import load_audio, probe_duration
+from openvasa.stream.server import create_app
+from tests.conftest import shared_file
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(max_sessions=1)) as c:
+        yield c
+
+
+def parse_frame(message: bytes) -> tuple[int, np.ndarray, np.ndarray | None]:
+    assert message[:1] == b"F"
+    index, n_audio = struct.unpack("<II", message[1:9])
+    pcm = np.frombuffer(message[9 : 9 + n_audio], "<i2")
+    jpeg = message[9 + n_audio :]
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
+    return index, pcm, image
+
+
+def test_live_session_over_websocket(client: TestClient) -> None:
+    speech = load_audio(shared_file("videos/mimictalk_German_20s.mp4"), sample_rate=48000)[: 48000 * 2]
+    pcm = (speech * 32767).astype("<i2")
+    with client.websocket_connect("/ws/astronaut?emotion=happy&motion_scale=0.5") as ws:
+        ws.send_text(json.dumps({"type": "start", "sample_rate": 48000}))
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        for i in range(0, len(pcm), 960):  # 20 ms chunks
+            ws.send_bytes(pcm[i : i + 960].tobytes())
+        frames = [parse_frame(ws.receive_bytes()) for _ in range(40)]
+        assert client.get("/api/metrics").json()["active_sessions"] == 1
+        ws.send_text(json.dumps({"type": "interrupt"}))
+        ws.send_text(json.dumps({"type": "stop"}))
+    indices = [f[0] for f in frames]
+    assert indices == list(range(indices[0], indices[0] + 40))
+    assert all(len(f[1]) == 1920 for f in frames), "each frame carries 40 ms of audio at the client's rate"
+    pictures = [f[2] for f in frames if f[2] is not None]
+    assert len(pictures) >= 30 and pictures[0].shape == (512, 512, 3)
+    assert np.abs(pictures[0].astype(int) - pictures[-1]).mean() > 0.5
+    spoken = np.concatenate([f[1] for f in frames]).astype(np.float32) / 32767
+    assert spoken.std() > 0.01, "the speech comes back with the frames"
+
+
+def test_health_metrics_and_session_limit(client: TestClient) -> None:
+    assert client.get("/api/health").json()["status"] == "ok"
+    with client.websocket_connect("/ws/astronaut") as first:
+        first.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+        assert json.loads(first.receive_text())["type"] == "ready"
+        with client.websocket_connect("/ws/astronaut") as second:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                second.receive_text()
+            assert closed.value.code == 1013 and "busy" in closed.value.reason
+        first.send_text(json.dumps({"type": "stop"}))
+    assert "sessions" in client.get("/api/metrics").json()
+
+
+def test_bad_requests_get_clear_answers(client: TestClient) -> None:
+    assert client.post("/api/portraits", files={"image": ("x.png", b"not an image")}).status_code == 400
+    blank = cv2.imencode(".png", np.full((256, 256, 3), 128, np.uint8))[1].tobytes()
+    answer = client.post("/api/portraits", files={"image": ("blank.png", blank)})
+    assert answer.status_code == 422 and "no face" in answer.json()["detail"]
+    with client.websocket_connect("/ws/nobody") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008 and "unknown portrait" in closed.value.reason
+
+
+def test_offline_job_renders_an_mp4(client: TestClient, tmp_path: Path) -> None:
+    speech = load_audio(shared_file("videos/mimictalk_German_20s.mp4"))[: 16000 * 2]
+    wav = io.BytesIO()
+    sf.write(wav, speech, 16000, format="WAV")
+    job = client.post("/api/generate", files={"audio": ("speech.wav", wav.getvalue())}, data={"portrait": "astronaut"})
+    assert job.status_code == 200
+    job_id = job.json()["job"]
+    for _ in range(240):
+        status = client.get(f"/api/jobs/{job_id}").json()
+        if status["status"] != "running":
+            break
+        time.sleep(0.25)
+    assert status["status"] == "done" and status["progress"] == 1.0
+    video = tmp_path / "out.mp4"
+    video.write_bytes(client.get(f"/api/jobs/{job_id}/video").content)
+    video_s, audio_s = probe_duration(video)
+    assert abs(video_s - 2.0) < 0.05 and audio_s is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_page_in_headless_chromium() -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(max_sessions=1), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required",
+                ],  # fmt: skip
+            )
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            assert page.title().startswith("openvasa")
+            page.click("#mic")  # the fake microphone plays a tone
+            page.wait_for_function("window.openvasa.drawn > 10", timeout=60000)
+            sample = "Array.from(document.getElementById('view').getContext('2d').getImageData(150, 150, 200, 200).data.filter((_, i) => i % 16 === 0))"
+            first = np.array(page.evaluate(sample))
+            page.wait_for_function("window.openvasa.drawn > 40", timeout=60000)
+            second = np.array(page.evaluate(sample))
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "web_page.png"))
+            page.click("#stop")
+            browser.close()
+        assert first.std() > 10, "a face is drawn, not a blank canvas"
+        assert np.abs(first - second).mean() > 0.2, "the drawn face moves"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,126 @@
+"""The streaming core: chunking never changes the output, frames carry their audio, a session replays as
+offline generation, interruptions and silence keep the face alive, bad input gets a clear error."""
+
+import time
+
+import numpy as np
+import pytest
+
+from openvasa.audio.frontends import get_frontend
+from openvasa.errors import OpenVasaError
+from openvasa.face import landmarks as lm
+from openvasa.io.media import load_audio
+from openvasa.motion.generator import MotionGenerator
+from openvasa.pipeline import generate
+from openvasa.stream.realtime import LiveSession
+from openvasa.stream.session import TalkingSession, stream_checkpoint, stream_settings
+from tests.conftest import shared_file
+
+SPEECH = "videos/mimictalk_German_20s.mp4"
+
+
+@pytest.fixture(scope="module")
+def speech16() -> np.ndarray:
+    return load_audio(shared_file(SPEECH))[: 3 * 16000]
+
+
+def _chunks(audio: np.ndarray, size: int):
+    for i in range(0, len(audio), size):
+        yield audio[i : i + size]
+
+
+def test_stream_features_do_not_depend_on_chunk_size(speech16: np.ndarray) -> None:
+    frontend = get_frontend("whisper-tiny-stream+energy-stream")
+    offline = frontend.features(speech16, 25.0)
+    assert offline.shape == (75, 388)
+    for size in (7, 320, 4999):
+        stream = frontend.stream()
+        rows = [stream.push(chunk) for chunk in _chunks(speech16, size)] + [stream.finish()]
+        np.testing.assert_array_equal(np.concatenate(rows), offline)
+
+
+def test_session_frames_carry_their_audio(astronaut_portrait, speech16: np.ndarray) -> None:
+    import soxr
+
+    audio24 = soxr.resample(speech16, 16000, 24000).astype(np.float32)
+    session = TalkingSession(astronaut_portrait, output_rate=24000)
+    frames = []
+    for chunk in _chunks((audio24 * 32767).astype(np.int16), 480):  # 20 ms chunks of int16 at 24 kHz
+        session.push_audio(chunk, 24000)
+        frames += list(session.frames())
+    assert len(frames) < 75, "frames must wait for their audio and look-ahead"
+    session.finish()
+    frames += list(session.frames())
+    assert [f.index for f in frames] == list(range(75))
+    assert all(f.image.shape == (512, 512, 3) and len(f.audio) == 960 for f in frames)
+    played = np.concatenate([f.audio for f in frames])
+    np.testing.assert_allclose(played[: len(audio24)], np.round(audio24 * 32767) / 32768, atol=1e-6)
+    assert all(f.speech for f in frames[:70])
+
+
+def test_session_replays_as_offline_generation(astronaut_portrait, speech16: np.ndarray) -> None:
+    session = TalkingSession(astronaut_portrait, seed=3)
+    for chunk in _chunks(speech16, 1234):
+        session.push_audio(chunk, 16000)
+    session.finish()
+    live = [f.image for f in session.frames()]
+    offline = generate(astronaut_portrait, speech16, seed=3, settings=stream_settings(), checkpoint=stream_checkpoint())
+    assert len(live) == len(offline) == 75
+    for i in (0, 10, 40, 74):
+        np.testing.assert_array_equal(live[i], offline[i])
+
+
+def test_interrupt_returns_to_rest_and_idle_stays_alive(astronaut_portrait, speech16, redetector) -> None:
+    session = TalkingSession(astronaut_portrait)
+    session.push_audio(speech16, 16000)
+    spoken = list(session.frames())
+    assert len(spoken) > 30 and session.pending_seconds > 0
+    session.interrupt()
+    assert session.pending_seconds == 0 and not list(session.frames())
+    session.idle(3.0)
+    idle = list(session.frames())
+    assert len(idle) >= 65 and not any(f.speech for f in idle)
+    assert idle[0].index == spoken[-1].index + 1
+    rest = lm.mouth_opening(astronaut_portrait.crop.landmarks[None])[0]
+    talking = max(lm.mouth_opening(redetector.landmarks(f.image)[None])[0] for f in spoken[10:30])
+    settled = [lm.mouth_opening(redetector.landmarks(f.image)[None])[0] for f in idle[5:60:5]]
+    print(f"\nmouth opening: rest {rest:.3f}, talking max {talking:.3f}, after interrupt {np.round(settled, 3)}")
+    assert max(settled) < rest + 0.3 * (talking - rest)
+    moving = [np.abs(idle[i].image.astype(int) - idle[i + 10].image).mean() for i in range(0, 50, 10)]
+    assert min(moving) > 0.05, "an idle face still moves (head, blinks)"
+
+
+def test_bad_input_is_refused(astronaut_portrait) -> None:
+    session = TalkingSession(astronaut_portrait)
+    with pytest.raises(OpenVasaError, match="sample rate"):
+        session.push_audio(np.zeros(100, np.int16), 11025)
+    with pytest.raises(OpenVasaError, match="mono"):
+        session.push_audio(np.zeros((100, 2), np.float32), 16000)
+    with pytest.raises(OpenVasaError, match="NaN"):
+        session.push_audio(np.full(100, np.nan, np.float32), 16000)
+    with pytest.raises(OpenVasaError, match="int16 or float"):
+        session.push_audio(np.zeros(100, np.int32), 16000)
+    with pytest.raises(OpenVasaError, match="waiting for frames"):
+        session.push_audio(np.zeros(31 * 16000, np.float32), 16000)
+
+
+def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.ndarray) -> None:
+    frames = []
+    live = LiveSession(TalkingSession(astronaut_portrait), frames.append).start()
+    for chunk in _chunks(speech16[:16000], 320):  # 1 s of speech in real time, then 1 s of nothing
+        live.push_audio(chunk, 16000)
+        time.sleep(0.02)
+    time.sleep(1.0)
+    live.close()
+    stats = live.stats.summary()
+    print(f"\n{stats}")
+    assert live.error is None
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert 35 <= len(frames) <= 55, "about 25 fps of wall time, less the look-ahead"
+    assert sum(f.speech for f in frames) >= 15 and not frames[-1].speech
+    assert stats["latency_p50_ms"] > 0
+
+
+def test_stream_checkpoint_generates_blocks() -> None:
+    generator = MotionGenerator(stream_checkpoint())
+    assert generator.config.window == 4 and generator.frontend.name == "whisper-tiny-stream+energy-stream"
