@@ -70,6 +70,9 @@ class MotionGenerator:
         self.frontend = get_frontend(payload["train"]["frontend"])
         # Relative models generate dynamics as offsets from the portrait's own (rest) expression.
         self.relative_dynamics = bool(payload["train"].get("relative_dynamics", False))
+        # Loudness (the energy front-end's first column) gates speech: in silence the face listens.
+        parts = payload["train"]["frontend"].split("+")
+        self.loudness_column = -4 if parts[-1].startswith("energy") else None
         # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.motion.calibrate).
         self.eye_calibration = payload.get("eye_calibration")
 
@@ -120,7 +123,7 @@ class MotionGenerator:
         total, w = len(features), self.config.window
         padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
         motion = np.concatenate([stream.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
-        latent = stream.smooth(stream.to_latent(motion), whole=True)
+        latent = stream.smooth(stream.to_latent(motion, features), whole=True)
         return _resample(latent, MODEL_FPS, fps, n_out)
 
 
@@ -130,6 +133,8 @@ class MotionStream:
     live session (openvasa.stream) both run on it."""
 
     RUNNING_MEAN_FRAMES = 100.0  # time constant of the running means that the gaze and distance controls fix
+    LISTEN_FRAMES = 25.0  # silence relaxes the expression with this time constant (frames)...
+    LISTEN_RELAX = 0.8  # ...by this much: some expression stays, so a listening face is not frozen
 
     def __init__(self, generator: MotionGenerator, reference: FaceLatent, basis: FaceBasis,
                  controls: MotionControls | None = None, seed: int = 0,
@@ -185,8 +190,25 @@ class MotionStream:
         self.running[key] = mean
         return out
 
-    def to_latent(self, motion: np.ndarray) -> FaceLatent:
-        """Denormalised motion (T, M) -> FaceLatent, with the controls applied."""
+    def listening(self, features: np.ndarray) -> np.ndarray:
+        """(T,) weight in [0, 1] of silence: 0 while loudness is above the speech gate, rising towards 1 over
+        about LISTEN_FRAMES of silence (and dropping at once when speech starts: the mouth must not lag it)."""
+        column = self.model.loudness_column
+        if column is None:
+            return np.zeros(len(features))
+        weight, out = self.running.get("listening", 0.0), np.empty(len(features))
+        for t, loud in enumerate(features[:, column]):
+            weight = 0.0 if loud > 0 else weight + (1 - weight) / self.LISTEN_FRAMES
+            out[t] = weight
+        self.running["listening"] = weight
+        return out
+
+    def to_latent(self, motion: np.ndarray, features: np.ndarray) -> FaceLatent:
+        """Denormalised motion (T, M) and its audio features (T, A) -> FaceLatent, with the controls applied.
+
+        In silence the expression relaxes towards the portrait's own: people close their mouths when they
+        stop talking, but five minutes of talking videos hold few pauses and the model keeps the mouth as
+        open as average speech (an opening of 0.22 instead of the rest 0.12 on the astronaut)."""
         controls, reference, stats = self.controls, self.reference, self.model.stats
         delta = motion[:, :7].copy()
         delta[:, :6] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
@@ -210,6 +232,7 @@ class MotionStream:
         eyes[:, GAZE.start - 7 :] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
         if self.model.relative_dynamics:
+            dynamics = dynamics * (1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics), None])
             dynamics = dynamics + reference.dynamics[0]
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 

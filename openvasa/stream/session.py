@@ -40,8 +40,9 @@ def stream_checkpoint() -> Path:
 
 
 def stream_settings(steps: int = 10) -> GenerationSettings:
-    """What a live session samples with: causal smoothing (no future frames)."""
-    return GenerationSettings(steps=steps, causal_smoothing=True)
+    """What a live session samples with: causal smoothing (no future frames), and no audio guidance (with it the
+    block model blinked 44 times a minute on the validation people, without 31; mouth r 0.41 vs 0.39)."""
+    return GenerationSettings(steps=steps, cfg_audio=0.0, causal_smoothing=True)
 
 
 @dataclass
@@ -128,6 +129,7 @@ class TalkingSession:
         self.speech_flags.clear()
         self.stats.interrupts += 1
         self.audio = self.generator.frontend.stream()  # its audio is dropped too; it restarts at the next frame
+        self.motion.running["listening"] = 1.0  # listen at once, not after a second of silence
 
     # --- output ----------------------------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class TalkingSession:
                 block = np.concatenate([block, np.zeros((STREAM_BLOCK - len(block), block.shape[1]), block.dtype)])
             keep = min(STREAM_BLOCK, len(features) - start)
             started = time.perf_counter()
-            latent = self.motion.smooth(self.motion.to_latent(self.motion.sample(block)))[:keep]
+            latent = self.motion.smooth(self.motion.to_latent(self.motion.sample(block), block))[:keep]
             points = self.codec.decode(latent, self.portrait.identity)
             for i in range(keep):
                 self.ready.append(self._frame(self.portrait.renderer.render(points[i])))
