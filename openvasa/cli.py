@@ -1,4 +1,4 @@
-"""Command line: `openvasa generate | reenact | demo | prep | train-motion | eval`. A thin layer over openvasa.pipeline and
+"""Command line: `openvasa generate | reenact | demo | prep | train-motion | eval | serve`. A thin layer over openvasa.pipeline and
 openvasa.data.prep."""
 
 import argparse
@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-seconds", type=float, help="at most this many seconds of each clip")
     ev.add_argument("--drift-seconds", type=float, default=120.0, help="long generation for the drift check (0: skip)")
     ev.add_argument("--seed", type=int, default=0)
+    srv = sub.add_parser(
+        "serve",
+        help="web page + live WebSocket sessions + offline jobs (docs/streaming.md)",
+        description="Serve the web page (portrait, controls, microphone or audio file, live face; offline render "
+        "with download) and the live API: WebSocket /ws/{portrait}, /api/health, /api/metrics.",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--max-sessions", type=int, default=2, help="live sessions at once (default 2, for 2 cores)")
+    srv.add_argument("--steps", type=int, default=10, help="sampling steps of the live motion model")
     return parser
 
 
@@ -134,6 +144,12 @@ def run(args: argparse.Namespace) -> Path:
         config = PrepConfig(fps=args.fps, audio_frontends=tuple(args.frontends.split(",")))
         report = prep_videos(args.videos, args.out, config, args.workers, args.worker_index, args.worker_count)
         return report.report_path
+
+    if args.command == "serve":
+        from openvasa.stream.server import serve
+
+        serve(args.host, args.port, args.max_sessions, args.steps)
+        return Path(f"http://{args.host}:{args.port}/")
 
     if args.command == "eval":
         from openvasa.eval.suite import EvalConfig, evaluate

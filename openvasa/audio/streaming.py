@@ -144,4 +144,4 @@ class StreamingFrontend:
         feats = np.concatenate([stream.push(audio), stream.finish()])
         if fps != FPS:
             feats = resample_frames(feats, FPS, fps, n_frames_for(len(audio), fps))
-        return feats
+        return feats.astype(np.float32)

@@ -39,6 +39,16 @@ class WindowConfig:
     relative_dynamics: bool = False
 
 
+def split_shards(index: Path, split: str) -> Iterator[tuple[dict, dict[str, np.ndarray]]]:
+    """(index entry, arrays) of each shard of a prep index.json whose split is `split` ("train" or "val")."""
+    listing = json.loads(Path(index).read_text())
+    for shard in listing["shards"]:
+        if shard["split"] == split:
+            with np.load(Path(index).parent / shard["file"]) as z:
+                arrays = {name: z[name] for name in z.files}
+            yield shard, arrays
+
+
 def rest_index(pose: np.ndarray, reference_pose: np.ndarray) -> int:
     """The frame of a prep shard at its reference pose: its rest (neutral) frame. pose: (T, 7), (7,)."""
     return int(np.argmin(np.abs(pose - reference_pose).sum(1)))

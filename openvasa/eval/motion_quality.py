@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.features import frame_energy_features
-from openvasa.data.loader import rest_index
-from openvasa.face import landmarks as lm
+from openvasa.data.loader import rest_index, split_shards
+from openvasa.eval import metrics as m
 from openvasa.face.latent import FaceBasis, FaceLatent, Identity
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.generator import GenerationSettings, MotionGenerator
@@ -36,52 +36,28 @@ class ClipMotion:
 
 
 def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
-    listing = json.loads(index.read_text())
     clips = []
-    for shard in listing["shards"]:
-        if shard["split"] != split:
-            continue
-        with np.load(index.parent / shard["file"]) as z:
-            latent = FaceLatent(
-                z["pose"].astype(np.float64), z["eyes"].astype(np.float64), z["dynamics"].astype(np.float64)
-            )
-            rest = rest_index(latent.pose, z["reference_pose"])
-            clips.append(
-                ClipMotion(
-                    shard["file"],
-                    z["audio"].astype(np.float32) / 32768,
-                    latent,
-                    z["neutral"].astype(np.float64),
-                    latent[rest : rest + 1],
-                )
-            )
-        # fmt: skip
+    for shard, z in split_shards(index, split):
+        latent = FaceLatent(
+            z["pose"].astype(np.float64), z["eyes"].astype(np.float64), z["dynamics"].astype(np.float64)
+        )
+        rest = rest_index(latent.pose, z["reference_pose"])
+        audio = z["audio"].astype(np.float32) / 32768
+        clips.append(ClipMotion(shard["file"], audio, latent, z["neutral"].astype(np.float64), latent[rest : rest + 1]))
     return clips
-
-
-def blink_rate(eyes: np.ndarray, fps: float) -> float:
-    """Blinks per minute: onsets of eye openness below half its median."""
-    openness = eyes[:, :2].mean(1)
-    closed = openness < 0.5 * np.median(openness)
-    onsets = np.count_nonzero(closed[1:] & ~closed[:-1]) + int(closed[0])
-    return onsets / (len(eyes) / fps) * 60
 
 
 def clip_metrics(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audio: np.ndarray, basis: FaceBasis,
                  fps: float = 25.0) -> dict[str, float]:  # fmt: skip
     n = min(len(latent), len(real))
     latent, real = latent[:n], real[:n]
-    canon = neutral + basis.expression(latent.eyes, latent.dynamics)
-    canon_real = neutral + basis.expression(real.eyes, real.dynamics)
-    mouth, mouth_real = lm.mouth_opening(canon), lm.mouth_opening(canon_real)
     loud = frame_energy_features(audio, fps)[:n, 0]
-    speed = np.linalg.norm(np.diff(latent.pose[:, :3], axis=0), axis=1)
     return {
-        "mouth_r": float(np.corrcoef(mouth, mouth_real)[0, 1]) if mouth.std() > 1e-9 else 0.0,
-        "lip_error": float(np.linalg.norm(canon[:, lm.LIPS] - canon_real[:, lm.LIPS], axis=-1).mean()),
-        "pose_std_deg": float(np.degrees(latent.pose[:, :2].std(0)).mean()),
-        "blinks_per_min": blink_rate(latent.eyes, fps),
-        "audio_pose_r": float(np.corrcoef(speed, loud[1:])[0, 1]) if speed.std() > 1e-12 else 0.0,
+        "mouth_r": m.correlation(m.mouth_opening(latent, neutral, basis), m.mouth_opening(real, neutral, basis)),
+        "lip_error": m.lip_error(latent, real, neutral, basis),
+        "pose_std_deg": m.pose_std(latent.pose),
+        "blinks_per_min": m.blink_rate(latent.eyes, fps),
+        "audio_pose_r": m.audio_pose_correlation(latent.pose, loud),
     }
 
 
@@ -94,9 +70,7 @@ def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2) -> 
     for clip in load_validation_clips(index):
         methods["real"].append(clip_metrics(clip.latent, clip.latent, clip.neutral, clip.audio, basis))
         identity = Identity(clip.neutral, clip.reference)
-        rest_open = float(
-            lm.mouth_opening(clip.neutral + basis.expression(clip.reference.eyes, clip.reference.dynamics))[0]
-        )
+        rest_open = identity.rest_opening(basis)
         for seed in range(seeds):
             base = generate_baseline_motion(
                 clip.audio, 25.0, identity.reference, basis, seed=seed, rest_opening=rest_open
@@ -104,8 +78,9 @@ def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2) -> 
             methods["baseline"].append(clip_metrics(base, clip.latent, clip.neutral, clip.audio, basis))
             if generator is not None:
                 gen = generator.generate(
-                    clip.audio, 25.0, clip.reference, basis, seed=seed, settings=GenerationSettings(steps=10)
-                )
+                    clip.audio, 25.0, clip.reference, basis, seed=seed, settings=GenerationSettings(steps=10),
+                    rest_opening=rest_open,
+                )  # fmt: skip
                 methods["model (10 steps)"].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))
         # fmt: skip
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}

@@ -161,7 +161,7 @@ def generated_latents(portrait: Portrait, clip: Clip, codec: FaceLatentCodec, co
         0.0,
     )
     started = time.perf_counter()
-    rest_opening = float(m.mouth_opening(reference, portrait.identity.neutral, codec.basis)[0])
+    rest_opening = portrait.identity.rest_opening(codec.basis)
     latent = generate_baseline_motion(
         clip.audio, FPS, reference, codec.basis, seed=config.seed, rest_opening=rest_opening
     )
@@ -170,7 +170,9 @@ def generated_latents(portrait: Portrait, clip: Clip, codec: FaceLatentCodec, co
     for steps in config.steps:
         started = time.perf_counter()
         settings = GenerationSettings(steps=steps)
-        latent = generator.generate(clip.audio, FPS, reference, codec.basis, seed=config.seed, settings=settings)
+        latent = generator.generate(
+            clip.audio, FPS, reference, codec.basis, seed=config.seed, settings=settings, rest_opening=rest_opening
+        )
         yield model_name(steps), latent[: clip.frames], time.perf_counter() - started
 
 
@@ -321,7 +323,10 @@ def drift_check(config: EvalConfig, codec: FaceLatentCodec) -> dict:
     audio = np.tile(audio, int(np.ceil(config.drift_seconds * 16000 / len(audio))))[: int(config.drift_seconds * 16000)]
     first = next(frames_at(clips[0].video, np.array([clips[0].start_s])))
     portrait = prepare_portrait(first, codec=codec)
-    latent = load_generator().generate(audio, FPS, portrait.identity.reference, codec.basis, seed=config.seed)
+    identity = portrait.identity
+    latent = load_generator().generate(
+        audio, FPS, identity.reference, codec.basis, seed=config.seed, rest_opening=identity.rest_opening(codec.basis)
+    )
     measured = measure(render_latents(portrait, latent, codec), portrait, codec, identity_every=10**9)
     return {"seconds": config.drift_seconds, **m.drift(measured.latent, portrait.identity.neutral, codec.basis, FPS)}
 

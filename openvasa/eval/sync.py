@@ -10,7 +10,6 @@ generalise to the validation people).
 """
 
 import argparse
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from openvasa.audio.frontends import frontend_parts
+from openvasa.data.loader import split_shards
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis, FaceLatent
 
@@ -131,14 +131,10 @@ def sync_scores(judge: Judge, lips: np.ndarray, audio: np.ndarray, max_offset: i
 def load_clips(index: Path, split: str, config: JudgeConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """(motion features, audio features) of every shard of a split, long enough for one window."""
     basis = FaceBasis.load()
-    listing = json.loads(index.read_text())
     clips = []
-    for shard in listing["shards"]:
-        if shard["split"] != split:
-            continue
-        with np.load(index.parent / shard["file"]) as z:
-            latent = FaceLatent(z["pose"], z["eyes"], z["dynamics"])
-            audio = np.hstack([z[f"features_{part}"] for part in frontend_parts(config.audio)]).astype(np.float32)
+    for _, z in split_shards(index, split):
+        latent = FaceLatent(z["pose"], z["eyes"], z["dynamics"])
+        audio = np.hstack([z[f"features_{part}"] for part in frontend_parts(config.audio)]).astype(np.float32)
         motion = lip_features(latent, basis)
         n = min(len(motion), len(audio))
         if n >= config.window + 1:

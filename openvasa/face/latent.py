@@ -165,6 +165,11 @@ class Identity:
     neutral: np.ndarray
     reference: FaceLatent
 
+    def rest_opening(self, basis: "FaceBasis") -> float:
+        """Inner-lip opening of the reference frame (eye distances, pose-free)."""
+        shape = self.neutral + basis.expression(self.reference.eyes, self.reference.dynamics)
+        return float(lm.mouth_opening(shape)[0])
+
 
 class FaceLatentCodec:
     """Encode landmarks to FaceLatent and decode back, with a shipped FaceBasis."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from openvasa.eval.motion_quality import load_validation_clips
-from openvasa.face.latent import FaceBasis
+from openvasa.face.latent import FaceBasis, Identity
 from openvasa.motion.generator import MotionGenerator
 
 PERCENTILES = np.array([0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50])
@@ -34,7 +34,8 @@ def eye_calibration(generator: MotionGenerator, index: Path, seeds: int = 2) -> 
         rest = float(clip.reference.eyes[0, :2].mean())
         real.append(openness_ratio(clip.latent.eyes, rest))
         for seed in range(seeds):
-            latent = generator.generate(clip.audio, 25.0, clip.reference, basis, seed=seed)
+            opening = Identity(clip.neutral, clip.reference).rest_opening(basis)
+            latent = generator.generate(clip.audio, 25.0, clip.reference, basis, seed=seed, rest_opening=opening)
             generated.append(openness_ratio(latent.eyes, rest))
     g, r = np.concatenate(generated), np.concatenate(real)
     return {"model": np.percentile(g, PERCENTILES).tolist(), "real": np.percentile(r, PERCENTILES).tolist()}

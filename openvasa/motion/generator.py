@@ -114,10 +114,11 @@ class MotionGenerator:
                 "has_distance": yes, "emotion": as_tensor(emotion), "has_emotion": has_emotion}  # fmt: skip
 
     def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
-                 controls: MotionControls | None = None, seed: int = 0,
-                 settings: GenerationSettings | None = None) -> FaceLatent:  # fmt: skip
-        """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent -> FaceLatent at `fps`."""
-        stream = MotionStream(self, reference, basis, controls, seed, settings)
+                 controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
+                 rest_opening: float = 0.0) -> FaceLatent:  # fmt: skip
+        """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent; rest_opening: the portrait's own
+        inner-lip opening (eye distances), closed at rest -> FaceLatent at `fps`."""
+        stream = MotionStream(self, reference, basis, controls, seed, settings, rest_opening)
         n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
         features = self.frontend.features(audio, MODEL_FPS)  # (T, A) at the model's frame rate
         total, w = len(features), self.config.window
@@ -137,8 +138,8 @@ class MotionStream:
     LISTEN_RELAX = 0.8  # ...by this much: some expression stays, so a listening face is not frozen
 
     def __init__(self, generator: MotionGenerator, reference: FaceLatent, basis: FaceBasis,
-                 controls: MotionControls | None = None, seed: int = 0,
-                 settings: GenerationSettings | None = None) -> None:  # fmt: skip
+                 controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
+                 rest_opening: float = 0.0) -> None:  # fmt: skip
         self.model, self.reference, self.basis = generator, reference, basis
         self.controls, self.settings = controls or MotionControls(), settings or GenerationSettings()
         if self.settings.sampler not in SAMPLERS:
@@ -153,6 +154,7 @@ class MotionStream:
                                        generator.stats.audio_std)  # fmt: skip
         self.random = torch.Generator().manual_seed(seed)
         self.control = generator.conditions(reference, basis, self.controls)
+        self.rest_dynamics = closed_mouth(reference.dynamics[0], rest_opening)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: FaceLatent | None = None  # last output frame, for causal smoothing
 
@@ -233,7 +235,7 @@ class MotionStream:
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
         if self.model.relative_dynamics:
             dynamics = dynamics * (1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics), None])
-            dynamics = dynamics + reference.dynamics[0]
+            dynamics = dynamics + self.rest_dynamics
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 
     def smooth(self, latent: FaceLatent, whole: bool = False) -> FaceLatent:
@@ -258,6 +260,17 @@ class MotionStream:
             previous = FaceLatent(pose[t : t + 1], latent.eyes[t : t + 1], dynamics[t : t + 1])
         self.smoothed = previous
         return FaceLatent(pose, latent.eyes, dynamics)
+
+
+def closed_mouth(dynamics: np.ndarray, opening: float) -> np.ndarray:
+    """The expression (K,) of a portrait whose inner lips are `opening` apart (eye distances), with the lips
+    brought together: the relative model's offsets start from the rest face, and a portrait photographed
+    mid-word or laughing would otherwise never close its lips (on validation clips generated from their
+    first frame the mouth never closed and opened twice as wide as the real one). Uses the baseline's fitted
+    opening direction (code change per eye distance of opening)."""
+    from openvasa.motion.baseline import REST_OPENING, MouthModel
+
+    return dynamics - max(opening - REST_OPENING, 0.0) * MouthModel.load().open_dir
 
 
 def _resample(latent: FaceLatent, fps_in: float, fps_out: float, n_out: int) -> FaceLatent:

@@ -83,14 +83,11 @@ class TalkingSession:
 
     def _start(self) -> None:
         self.audio = self.generator.frontend.stream()
+        identity = self.portrait.identity
         self.motion = MotionStream(
-            self.generator,
-            self.portrait.identity.reference,
-            self.codec.basis,
-            self.controls,
-            self.seed,
-            stream_settings(self.steps),
-        )
+            self.generator, identity.reference, self.codec.basis, self.controls, self.seed, stream_settings(self.steps),
+            identity.rest_opening(self.codec.basis),
+        )  # fmt: skip
         self.playback = np.zeros(0, np.float32)  # output-rate audio not yet attached to a frame
         self.speech_flags: deque[bool] = deque()  # per 16 kHz sample block of one frame: client audio or fill
         self.ready: deque[StreamFrame] = deque()
