@@ -109,7 +109,7 @@ def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) 
     return b"F" + struct.pack("<II", frame.index, len(pcm)) + pcm + jpeg
 
 
-def create_app(max_sessions: int = 2, steps: int = 10) -> FastAPI:
+def create_app(max_sessions: int = 1, steps: int = 10) -> FastAPI:
     state = ServerState(max_sessions=max_sessions, steps=steps)
 
     @asynccontextmanager
@@ -276,7 +276,7 @@ def create_app(max_sessions: int = 2, steps: int = 10) -> FastAPI:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int = 2, steps: int = 10) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int = 1, steps: int = 10) -> None:
     import uvicorn
 
     uvicorn.run(create_app(max_sessions, steps), host=host, port=port, log_level="info")
