@@ -74,7 +74,9 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray) -> dict:
                 "p95": summary["latency_p95_ms"],
                 "fps": len(frames) / wall,
                 "late": int(np.sum(lateness - np.median(lateness[: max(1, len(lateness) // 10)]) > LATE_S)),
-                "drift_s": float(lateness[-1] - np.median(lateness[: max(1, len(lateness) // 10)])) if len(frames) else 0.0,
+                "drift_s": float(lateness[-1] - np.median(lateness[: max(1, len(lateness) // 10)]))
+                if len(frames)
+                else 0.0,
                 "frames": len(frames),
                 "error": repr(live.error) if live.error else "",
             }
@@ -99,7 +101,9 @@ def main() -> None:
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
     args = parser.parse_args()
     audio = load_audio(args.audio)
-    print("| sessions | latency p50 (ms) | latency p95 (ms) | fps per session | late frames | drift (s) | CPU cores | peak RSS (MB) |")
+    print(
+        "| sessions | latency p50 (ms) | latency p95 (ms) | fps per session | late frames | drift (s) | CPU cores | peak RSS (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sessions.split(",")):
         r = run(n, args.seconds, audio)
