@@ -47,10 +47,17 @@ def test_live_session_over_websocket(client: TestClient) -> None:
         assert json.loads(ws.receive_text())["type"] == "ready"
         for i in range(0, len(pcm), 960):  # 20 ms chunks
             ws.send_bytes(pcm[i : i + 960].tobytes())
-        frames = [parse_frame(ws.receive_bytes()) for _ in range(40)]
+        frames, events = [], []
+        while len(frames) < 40:  # frames, and the VAD's text events in between
+            message = ws.receive()
+            if message.get("bytes") is not None:
+                frames.append(parse_frame(message["bytes"]))
+            else:
+                events.append(json.loads(message["text"])["type"])
         assert client.get("/api/metrics").json()["active_sessions"] == 1
         ws.send_text(json.dumps({"type": "interrupt"}))
         ws.send_text(json.dumps({"type": "stop"}))
+    assert "speech_start" in events
     indices = [f[0] for f in frames]
     assert indices == list(range(indices[0], indices[0] + 40))
     assert all(len(f[1]) == 1920 for f in frames), "each frame carries 40 ms of audio at the client's rate"

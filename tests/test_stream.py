@@ -130,3 +130,18 @@ def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.
 def test_stream_checkpoint_generates_blocks() -> None:
     generator = MotionGenerator(stream_checkpoint())
     assert generator.config.window == 4 and generator.frontend.name == "whisper-tiny-stream+energy-stream"
+
+
+def test_end_of_speech_is_detected_and_the_face_keeps_moving(astronaut_portrait, speech16: np.ndarray) -> None:
+    session = TalkingSession(astronaut_portrait)
+    silence = np.zeros(2 * 16000, np.float32)
+    frames = []
+    for chunk in _chunks(np.concatenate([speech16, silence]), 320):  # the client keeps sending: 2 s of silence
+        session.push_audio(chunk, 16000)
+        frames += list(session.frames())
+    events = list(session.events)
+    print(f"\nVAD events {events}")
+    assert [kind for kind, _ in events] == ["speech_start", "speech_end"]
+    assert events[0][1] < 0.6 and 2.6 < events[1][1] < 3.2  # the clip's speech runs to about 3 s
+    tail = frames[-25:]  # the last second: silence, listening, not frozen
+    assert np.mean([np.abs(a.image.astype(int) - b.image).mean() for a, b in zip(tail, tail[1:], strict=False)]) > 0.02

@@ -50,11 +50,13 @@ class FaceAnalyzer:
     """Detector + FaceMesh. `static=False` tracks across consecutive video frames (faster, steadier)."""
 
     def __init__(self, static: bool = True) -> None:
-        import mediapipe as mp
         import skimage.data
 
         self._quiet_next_inference = False
         with _quiet_native_logs():
+            # Its native module prints a harmless protobuf 6 AttributeError (GetPrototype) on first import.
+            import mediapipe as mp
+
             # The full-range model finds small and distant faces, the short-range one close-ups; use both.
             self._detectors = [
                 mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=0.5)

@@ -210,7 +210,7 @@ def train_motion(config: TrainConfig, out_dir: Path) -> Path:
         step = state["step"]
         log.info("resumed from step %d", step)
     model, optimiser = accelerator.prepare(model, optimiser)
-    # The config goes to a file: TensorBoard's hparams writer breaks on numpy 2 with the pinned tensorboard.
+    # The config goes to config.json beside the logs (plain JSON: readable without TensorBoard).
     accelerator.init_trackers("motion")
     if accelerator.is_main_process:
         (out_dir / "config.json").write_text(

@@ -45,11 +45,11 @@ class LiveSession:
     """Drives `session` in real time. on_frame(frame) is called on the session's thread for every frame, in
     order; it must be quick (hand the frame to a queue)."""
 
-    def __init__(
-        self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S
-    ) -> None:
+    def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
+                 on_event: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
         self.session = session
         self.on_frame = on_frame
+        self.on_event = on_event  # VAD events of the client's speech: ("speech_start" | "speech_end", seconds)
         self.jitter_s = jitter_s
         self.stats = LiveStats()
         self.error: Exception | None = None
@@ -109,6 +109,10 @@ class LiveSession:
             self.session.push_audio(pcm, rate)
             self._audio_s += seconds
             self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
+            while self.session.events:
+                event = self.session.events.popleft()
+                if self.on_event is not None:
+                    self.on_event(*event)
         elif kind == "mark":
             self._marks.append((int(np.ceil(self._audio_s * FPS)) - 1, command[1]))
         elif kind == "interrupt":

@@ -5,7 +5,8 @@ Live protocol (WebSocket /ws/{portrait_id}?gaze=x,y&distance=1&emotion=happy&mot
                     size; text {"type": "interrupt"} drops the audio not yet shown; {"type": "stop"} ends.
   server -> client  binary frames: b"F" + uint32 frame index + uint32 audio byte count + int16 PCM at the
                     client's rate + JPEG bytes (empty when the client was too slow and the picture was dropped;
-                    the audio is never dropped). Text {"type": "ready", "fps": 25} first.
+                    the audio is never dropped). Text {"type": "ready", "fps": 25} first; text
+                    {"type": "speech_start" | "speech_end", "t": seconds} when the client starts or stops talking.
 HTTP: GET / (web page), GET /api/portraits, POST /api/portraits (image upload), GET /api/health,
 GET /api/metrics, POST /api/generate (offline: audio upload -> job), GET /api/jobs/{id}, GET /api/jobs/{id}/video.
 """
@@ -237,14 +238,21 @@ def create_app(max_sessions: int = 1, steps: int = 10) -> FastAPI:
                 state.dropped_frames += 1
             loop.call_soon_threadsafe(outgoing.put_nowait, frame_message(frame, frame.audio, with_image=not slow))
 
-        live = LiveSession(session, on_frame).start()
+        def on_event(kind: str, seconds: float) -> None:  # VAD: the client started or stopped speaking
+            loop.call_soon_threadsafe(outgoing.put_nowait, json.dumps({"type": kind, "t": round(seconds, 3)}))
+
+        live = LiveSession(session, on_frame, on_event=on_event).start()
         session_id = uuid.uuid4().hex[:8]
         state.live[session_id] = live
 
         async def send() -> None:
             await ws.send_text(json.dumps({"type": "ready", "fps": 25, "session": session_id}))
             while True:
-                await ws.send_bytes(await outgoing.get())
+                message = await outgoing.get()
+                if isinstance(message, str):
+                    await ws.send_text(message)
+                else:
+                    await ws.send_bytes(message)
 
         sender = asyncio.create_task(send())
         try:

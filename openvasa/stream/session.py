@@ -29,6 +29,7 @@ from openvasa.face.latent import FaceLatentCodec
 from openvasa.motion.controls import MotionControls
 from openvasa.motion.generator import GenerationSettings, MotionStream, load_generator
 from openvasa.pipeline import Portrait
+from openvasa.stream.vad import SpeechDetector
 
 STREAM_CHECKPOINT = "motion_dit_stream.pt"
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -92,6 +93,8 @@ class TalkingSession:
         self.speech_flags: deque[bool] = deque()  # per 16 kHz sample block of one frame: client audio or fill
         self.ready: deque[StreamFrame] = deque()
         self.frame_index = 0
+        self.vad = SpeechDetector()
+        self.events: deque[tuple[str, float]] = deque(maxlen=100)  # VAD events of the client's speech
 
     # --- input -----------------------------------------------------------------------------------------------
 
@@ -116,6 +119,11 @@ class TalkingSession:
         model = pcm if sample_rate == SAMPLE_RATE else soxr.resample(pcm, sample_rate, SAMPLE_RATE)
         self.playback = np.concatenate([self.playback, out.astype(np.float32)])
         self.speech_flags.extend([speech] * len(model))
+        if speech:
+            for event in self.vad.push(model):
+                self.events.append(event)
+                if event[0] == "speech_end":  # the utterance is over: start listening now, not after a second
+                    self.motion.running["listening"] = max(self.motion.running.get("listening", 0.0), 0.5)
         self._generate(self.audio.push(model.astype(np.float32)))
 
     def interrupt(self) -> None:
