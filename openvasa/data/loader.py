@@ -39,11 +39,12 @@ class WindowConfig:
     relative_dynamics: bool = False
 
 
-def split_shards(index: Path, split: str) -> Iterator[tuple[dict, dict[str, np.ndarray]]]:
-    """(index entry, arrays) of each shard of a prep index.json whose split is `split` ("train" or "val")."""
+def split_shards(index: Path, split: str | None) -> Iterator[tuple[dict, dict[str, np.ndarray]]]:
+    """(index entry, arrays) of each shard of a prep index.json whose split is `split` ("train" or "val";
+    None: every shard)."""
     listing = json.loads(Path(index).read_text())
     for shard in listing["shards"]:
-        if shard["split"] == split:
+        if split is None or shard["split"] == split:
             with np.load(Path(index).parent / shard["file"]) as z:
                 arrays = {name: z[name] for name in z.files}
             yield shard, arrays

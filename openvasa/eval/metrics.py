@@ -6,14 +6,9 @@ import numpy as np
 from scipy import linalg
 
 from openvasa.face import landmarks as lm
-from openvasa.face.latent import FaceBasis, FaceLatent
+from openvasa.face.latent import FaceBasis, FaceLatent, mouth_opening
 
 N_FD_CODES = 8  # dynamics codes in the motion features (the largest; the rest are mostly noise)
-
-
-def mouth_opening(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> np.ndarray:
-    """(T,) pose-free mouth opening (eye distances)."""
-    return lm.mouth_opening(neutral + basis.expression(latent.eyes, latent.dynamics))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

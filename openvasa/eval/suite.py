@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.frontends import get_frontend
+from openvasa.data.loader import split_shards
 from openvasa.data.prep import PrepConfig, prep_videos, timed_frames
 from openvasa.errors import OpenVasaError
 from openvasa.eval import metrics as m
@@ -79,13 +80,9 @@ def eval_clips(config: EvalConfig) -> list[Clip]:
     """Prepare (or reuse) the clips and pick those of the split."""
     prep_dir = config.prep or config.out / "prep"
     report = prep_videos(config.videos, prep_dir, PrepConfig(audio_frontends=("energy",)), progress=False)
-    index = json.loads(report.index_path.read_text())
     clips = []
-    for shard in index["shards"]:
-        if config.split == "val" and shard["split"] != "val":
-            continue
-        with np.load(prep_dir / shard["file"]) as z:
-            audio = z["audio"].astype(np.float32) / 32768
+    for shard, z in split_shards(report.index_path, None if config.split == "all" else "val"):
+        audio = z["audio"].astype(np.float32) / 32768
         frames = shard["T"] if config.max_seconds is None else min(shard["T"], int(config.max_seconds * FPS))
         audio = audio[: int(frames / FPS * 16000)]
         clips.append(Clip(Path(shard["file"]).stem, config.videos / shard["clip"], shard["start_s"], audio, frames))

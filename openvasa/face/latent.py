@@ -158,6 +158,11 @@ def gaze_to_iris_offset(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     return 0.4 * np.sin(np.radians([yaw_deg, -pitch_deg]))
 
 
+def mouth_opening(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> np.ndarray:
+    """(T,) pose-free inner-lip opening (eye distances) of a person's latent frames."""
+    return lm.mouth_opening(neutral + basis.expression(latent.eyes, latent.dynamics))
+
+
 @dataclass
 class Identity:
     """A person's neutral canonical shape (478, 3) plus the latent of their reference frame."""
@@ -167,8 +172,7 @@ class Identity:
 
     def rest_opening(self, basis: "FaceBasis") -> float:
         """Inner-lip opening of the reference frame (eye distances, pose-free)."""
-        shape = self.neutral + basis.expression(self.reference.eyes, self.reference.dynamics)
-        return float(lm.mouth_opening(shape)[0])
+        return float(mouth_opening(self.reference, self.neutral, basis)[0])
 
 
 class FaceLatentCodec:

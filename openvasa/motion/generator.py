@@ -20,6 +20,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE
+from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.controls import MotionControls, emotion_offset
 from openvasa.motion.diffusion import SAMPLERS, NoiseSchedule, guided_denoiser
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
@@ -156,7 +157,7 @@ class MotionStream:
         self.control = generator.conditions(reference, basis, self.controls)
         self.rest_dynamics = closed_mouth(reference.dynamics[0], rest_opening)
         self.running: dict[str, np.ndarray] = {}
-        self.smoothed: FaceLatent | None = None  # last output frame, for causal smoothing
+        self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
 
     @torch.no_grad()
     def sample(self, features: np.ndarray) -> np.ndarray:
@@ -252,13 +253,12 @@ class MotionStream:
         pose, dynamics = latent.pose.copy(), latent.dynamics.copy()
         # One pole at a = 1 / (1 + sigma) lags about sigma frames and damps frame noise as the Gaussian does.
         a_pose, a_dyn = 1 / (1 + s.pose_smoothing), 1 / (1 + s.dynamics_smoothing)
-        previous = self.smoothed
         for t in range(len(latent)):
-            if previous is not None:
-                pose[t] = previous.pose[0] + a_pose * (pose[t] - previous.pose[0])
-                dynamics[t] = previous.dynamics[0] + a_dyn * (dynamics[t] - previous.dynamics[0])
-            previous = FaceLatent(pose[t : t + 1], latent.eyes[t : t + 1], dynamics[t : t + 1])
-        self.smoothed = previous
+            if self.smoothed is not None:
+                last_pose, last_dynamics = self.smoothed
+                pose[t] = last_pose + a_pose * (pose[t] - last_pose)
+                dynamics[t] = last_dynamics + a_dyn * (dynamics[t] - last_dynamics)
+            self.smoothed = (pose[t], dynamics[t])
         return FaceLatent(pose, latent.eyes, dynamics)
 
 
@@ -268,8 +268,6 @@ def closed_mouth(dynamics: np.ndarray, opening: float) -> np.ndarray:
     mid-word or laughing would otherwise never close its lips (on validation clips generated from their
     first frame the mouth never closed and opened twice as wide as the real one). Uses the baseline's fitted
     opening direction (code change per eye distance of opening)."""
-    from openvasa.motion.baseline import REST_OPENING, MouthModel
-
     return dynamics - max(opening - REST_OPENING, 0.0) * MouthModel.load().open_dir
 
 

@@ -20,7 +20,7 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
 from openvasa.stream.realtime import LiveSession
-from openvasa.stream.session import StreamFrame, TalkingSession
+from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
 
 
 class OpenVasaVideoGenerator(VideoGenerator):
@@ -44,8 +44,7 @@ class OpenVasaVideoGenerator(VideoGenerator):
             loop = asyncio.get_running_loop()
             live.mark(lambda: loop.call_soon_threadsafe(self._out.put_nowait, AudioSegmentEnd()))
             return
-        pcm = np.frombuffer(frame.data, np.int16).reshape(-1, frame.num_channels).mean(1).astype(np.int16)
-        live.push_audio(pcm, frame.sample_rate)
+        live.push_audio(int16_mono(frame.data, frame.num_channels), frame.sample_rate)
 
     def clear_buffer(self) -> None:
         live = self._ensure_started()
@@ -65,7 +64,7 @@ class OpenVasaVideoGenerator(VideoGenerator):
             height, width = item.image.shape[:2]
             rgba = np.concatenate([item.image, np.full((height, width, 1), 255, np.uint8)], axis=2)
             yield rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
-            pcm = (np.clip(item.audio, -1, 1) * 32767).astype(np.int16)
+            pcm = to_int16(item.audio)
             yield rtc.AudioFrame(pcm.tobytes(), self._rate, 1, len(pcm))
 
     async def aclose(self) -> None:

@@ -12,7 +12,6 @@ sending frames of the face listening. An InterruptionFrame drops the speech not 
 
 import asyncio
 
-import numpy as np
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -28,7 +27,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
 from openvasa.stream.realtime import LiveSession
-from openvasa.stream.session import StreamFrame, TalkingSession
+from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
 
 
 class OpenVasaVideoProcessor(FrameProcessor):
@@ -47,8 +46,7 @@ class OpenVasaVideoProcessor(FrameProcessor):
             await self._start()
         elif isinstance(frame, TTSAudioRawFrame):
             # Consumed: the audio goes out again with the frames that show it.
-            pcm = np.frombuffer(frame.audio, "<i2").reshape(-1, frame.num_channels).mean(1).astype(np.int16)
-            self._live.push_audio(pcm, frame.sample_rate)
+            self._live.push_audio(int16_mono(frame.audio, frame.num_channels), frame.sample_rate)
         elif isinstance(frame, InterruptionFrame):
             self._live.interrupt()
             while not self._frames.empty():
@@ -73,7 +71,7 @@ class OpenVasaVideoProcessor(FrameProcessor):
             frame = await self._frames.get()
             height, width = frame.image.shape[:2]
             await self.push_frame(OutputImageRawFrame(image=frame.image.tobytes(), size=(width, height), format="RGB"))
-            pcm = (np.clip(frame.audio, -1, 1) * 32767).astype("<i2").tobytes()
+            pcm = to_int16(frame.audio).tobytes()
             await self.push_frame(OutputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
 
     async def _stop(self) -> None:

@@ -34,7 +34,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.motion.controls import EMOTIONS, MotionControls
 from openvasa.pipeline import Portrait, prepare_portrait
 from openvasa.stream.realtime import LiveSession
-from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession
+from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession, to_int16
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def parse_controls(params: dict[str, str]) -> MotionControls:
 
 
 def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) -> bytes:
-    pcm = (np.clip(rate_audio, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm = to_int16(rate_audio).tobytes()
     jpeg = b""
     if with_image:
         ok, buf = cv2.imencode(

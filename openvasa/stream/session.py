@@ -90,7 +90,7 @@ class TalkingSession:
             identity.rest_opening(self.codec.basis),
         )  # fmt: skip
         self.playback = np.zeros(0, np.float32)  # output-rate audio not yet attached to a frame
-        self.speech_flags: deque[bool] = deque()  # per 16 kHz sample block of one frame: client audio or fill
+        self.speech_runs: deque[list] = deque()  # [16 kHz samples, came from the client] of audio not yet shown
         self.ready: deque[StreamFrame] = deque()
         self.frame_index = 0
         self.vad = SpeechDetector()
@@ -118,7 +118,7 @@ class TalkingSession:
         out = pcm if sample_rate == self.output_rate else soxr.resample(pcm, sample_rate, self.output_rate)
         model = pcm if sample_rate == SAMPLE_RATE else soxr.resample(pcm, sample_rate, SAMPLE_RATE)
         self.playback = np.concatenate([self.playback, out.astype(np.float32)])
-        self.speech_flags.extend([speech] * len(model))
+        self.speech_runs.append([len(model), speech])
         if speech:
             for event in self.vad.push(model):
                 self.events.append(event)
@@ -131,7 +131,7 @@ class TalkingSession:
         The motion keeps its context, so the face settles from where it is rather than jumping."""
         self.ready.clear()
         self.playback = np.zeros(0, np.float32)
-        self.speech_flags.clear()
+        self.speech_runs.clear()
         self.stats.interrupts += 1
         self.audio = self.generator.frontend.stream()  # its audio is dropped too; it restarts at the next frame
         self.motion.running["listening"] = 1.0  # listen at once, not after a second of silence
@@ -176,16 +176,37 @@ class TalkingSession:
         if len(audio) < n_out:
             audio = np.concatenate([audio, np.zeros(n_out - len(audio), np.float32)])
         self.playback = self.playback[n_out:]
-        flags = [self.speech_flags.popleft() for _ in range(min(SAMPLES_PER_FRAME, len(self.speech_flags)))]
-        frame = StreamFrame(self.frame_index, image, audio, speech=bool(flags) and float(np.mean(flags)) > 0.5)
+        frame = StreamFrame(self.frame_index, image, audio, speech=self._take_speech(SAMPLES_PER_FRAME))
         self.frame_index += 1
         self.stats.frames += 1
         return frame
+
+    def _take_speech(self, samples: int) -> bool:
+        """Consume one frame's worth of 16 kHz samples from the runs: whether most came from the client."""
+        spoken = taken = 0
+        while taken < samples and self.speech_runs:
+            run = self.speech_runs[0]
+            n = min(run[0], samples - taken)
+            taken, spoken = taken + n, spoken + n * run[1]
+            run[0] -= n
+            if run[0] == 0:
+                self.speech_runs.popleft()
+        return taken > 0 and spoken > taken / 2
 
     @property
     def latency_frames(self) -> int:
         """Frames of audio a block waits for beyond its first frame: the block and the look-ahead."""
         return STREAM_BLOCK - 1 + STREAM_LOOKAHEAD
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] -> int16 PCM, as the server and the adapters send frames' audio."""
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2")
+
+
+def int16_mono(data: bytes, channels: int) -> np.ndarray:
+    """Interleaved int16 PCM bytes -> mono int16 (channels averaged), as voice-agent frameworks deliver TTS."""
+    return np.frombuffer(data, "<i2").reshape(-1, channels).mean(1).astype(np.int16)
 
 
 def _to_float(pcm: np.ndarray) -> np.ndarray:
