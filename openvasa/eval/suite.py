@@ -24,6 +24,7 @@ from openvasa.eval import metrics as m
 from openvasa.eval.sync import Judge, lip_features, load_judge, sync_scores
 from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
 from openvasa.face.latent import FaceLatent, FaceLatentCodec
+from openvasa.face.track import fill_gaps
 from openvasa.io.media import write_video
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.generator import GenerationSettings, load_generator
@@ -124,9 +125,7 @@ def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentC
     valid = np.array(found)
     if not valid.any():
         raise OpenVasaError("the face was not found in any frame")
-    good = np.flatnonzero(valid)
-    nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None]).argmin(1)]
-    landmarks = np.stack(marks)[nearest]
+    landmarks = fill_gaps(np.stack(marks), valid)
     return Measured(
         latent=codec.encode(landmarks, portrait.identity),
         landmarks=landmarks,

@@ -50,7 +50,7 @@ def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedC
     valid_arr = np.array(valid)
     if valid_arr.mean() < 0.5:
         raise OpenVasaError(f"the face was lost in {100 * (1 - valid_arr.mean()):.0f}% of the video's frames")
-    landmarks = _fill_gaps(np.stack(marks), valid_arr)
+    landmarks = fill_gaps(np.stack(marks), valid_arr)
     frames_arr = np.stack(crops) if keep_frames else np.empty((0, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
     return TrackedClip(frames_arr, landmarks, valid_arr)
 
@@ -101,7 +101,7 @@ def _crop(frame: np.ndarray, to_crop: np.ndarray) -> np.ndarray:
     )
 
 
-def _fill_gaps(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def fill_gaps(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Copy each lost frame's landmarks from the nearest tracked frame."""
     good = np.flatnonzero(valid)
     nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None]).argmin(1)]
