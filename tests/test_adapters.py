@@ -74,7 +74,11 @@ def test_livekit_video_generator(astronaut_portrait, speech24: np.ndarray) -> No
         await generator.push_audio(AudioSegmentEnd())
         await asyncio.sleep(0.2)
         generator.clear_buffer()
-        await asyncio.sleep(0.5)
+        # The session thread may still be working through the second segment when the interrupt is queued.
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if sum(isinstance(r, AudioSegmentEnd) for r in received) >= 2:
+                break
         consumer.cancel()
         await generator.aclose()
         return received
