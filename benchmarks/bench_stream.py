@@ -1,11 +1,12 @@
 """Real-time streaming benchmark: speech fed in real time in 20 ms chunks to 1..N concurrent live sessions.
 
-    python benchmarks/bench_stream.py [--seconds 30] [--sessions 1,2] [--audio FILE]
+    python benchmarks/bench_stream.py [--seconds 30] [--sessions 1,2] [--steps 10] [--audio FILE]
 
 For each number of sessions it reports: latency from an audio chunk's arrival to the frame that shows its end
 (p50/p95), sustained frames per second per session, frames that fell behind real time by more than 0.5 s
 ("late": a client showing them in time would drop them), the drift between the audio clock and the frames at
-the end, process CPU use (cores) and peak memory. Frames are JPEG-encoded as the server sends them.
+the end, process CPU use (cores) and peak memory, and each stage's compute per second of video. Frames are
+JPEG-encoded as the server sends them.
 """
 
 import argparse
@@ -28,20 +29,23 @@ CHUNK_S = 0.02
 LATE_S = 0.5
 
 
-def run(n_sessions: int, seconds: float, audio: np.ndarray) -> dict:
+def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10) -> dict:
     portrait = prepare_portrait(skimage.data.astronaut())
     audio = np.tile(audio, int(np.ceil(seconds * 16000 / len(audio))))[: int(seconds * 16000)]
     pcm = (audio * 32767).astype(np.int16)
     received: list[list[tuple[int, float]]] = [[] for _ in range(n_sessions)]
+    encode_s = [0.0] * n_sessions
 
     def sink(k: int):
         def on_frame(frame: StreamFrame) -> None:
+            started = time.perf_counter()
             frame_message(frame, frame.audio, with_image=True)  # the JPEG encoding a server does
+            encode_s[k] += time.perf_counter() - started
             received[k].append((frame.index, time.monotonic()))
 
         return on_frame
 
-    lives = [LiveSession(TalkingSession(portrait), sink(k)) for k in range(n_sessions)]
+    lives = [LiveSession(TalkingSession(portrait, steps=steps), sink(k)) for k in range(n_sessions)]
     cpu_start, wall_start = time.process_time(), time.monotonic()
     for live in lives:
         live.start()
@@ -91,6 +95,12 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray) -> dict:
         "cpu_cores": cpu / wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "errors": [r["error"] for r in rows if r["error"]],
+        "stage_ms_per_s": {  # compute per second of video, averaged over the sessions
+            "features": 1000 * np.mean([live.session.stats.features_s for live in lives]) / seconds,
+            "motion": 1000 * np.mean([live.session.stats.motion_s for live in lives]) / seconds,
+            "render": 1000 * np.mean([live.session.stats.render_s for live in lives]) / seconds,
+            "jpeg": 1000 * np.mean(encode_s) / seconds,
+        },
     }
 
 
@@ -99,6 +109,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sessions", default="1,2")
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
+    parser.add_argument("--steps", type=int, default=10, help="denoising steps per block (default 10)")
     args = parser.parse_args()
     audio = load_audio(args.audio)
     print(
@@ -106,12 +117,13 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sessions.split(",")):
-        r = run(n, args.seconds, audio)
+        r = run(n, args.seconds, audio, args.steps)
         print(
             f"| {n} | {r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['fps_per_session']:.1f} | "
             f"{r['late_frames']} | {r['drift_s']:+.2f} | {r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |",
             flush=True,
         )
+        print("  compute per second of video (ms):", {k: round(v) for k, v in r["stage_ms_per_s"].items()}, flush=True)
         if r["errors"]:
             print("errors:", r["errors"])
 

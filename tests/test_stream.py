@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from openvasa.audio.frontends import get_frontend
+from openvasa.audio.streaming import SAMPLES_PER_FRAME, STREAM_BLOCK, STREAM_LOOKAHEAD
 from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.io.media import load_audio
@@ -91,7 +92,7 @@ def test_interrupt_returns_to_rest_and_idle_stays_alive(astronaut_portrait, spee
     print(f"\nmouth opening: talking {np.round(talking, 3)}, after interrupt {np.round(settled, 3)}")
     # The lips come to rest (closed: the portrait's smile is opened and closed by speech) and stay there.
     assert np.mean(settled) < np.mean(talking) and max(settled) < max(talking)
-    assert np.std(settled) < 0.3 * np.std(talking)
+    assert np.std(settled) < 0.4 * np.std(talking), "listening lips move far less than talking ones"
     moving = [np.abs(idle[i].image.astype(int) - idle[i + 10].image).mean() for i in range(0, 50, 10)]
     assert min(moving) > 0.05, "an idle face still moves (head, blinks)"
 
@@ -129,7 +130,20 @@ def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.
 
 def test_stream_checkpoint_generates_blocks() -> None:
     generator = MotionGenerator(stream_checkpoint())
-    assert generator.config.window == 4 and generator.frontend.name == "whisper-tiny-stream+energy-stream"
+    assert generator.config.window == STREAM_BLOCK and generator.frontend.name == "whisper-tiny-stream+energy-stream"
+
+
+def test_a_frame_waits_only_for_its_block_and_the_look_ahead(astronaut_portrait, speech16: np.ndarray) -> None:
+    """The latency budget: a frame needs at most STREAM_BLOCK + STREAM_LOOKAHEAD frames of audio (160 ms)."""
+    assert (STREAM_BLOCK + STREAM_LOOKAHEAD) / 25 <= 0.16
+    session = TalkingSession(astronaut_portrait)
+    needed = (STREAM_BLOCK + STREAM_LOOKAHEAD) * SAMPLES_PER_FRAME
+    session.push_audio(speech16[: needed - 1], 16000)
+    assert list(session.frames()) == []
+    session.push_audio(speech16[needed - 1 : needed], 16000)
+    frames = list(session.frames())
+    assert [f.index for f in frames] == list(range(STREAM_BLOCK))
+    assert all(f.image.shape == (512, 512, 3) for f in frames)
 
 
 def test_end_of_speech_is_detected_and_the_face_keeps_moving(astronaut_portrait, speech16: np.ndarray) -> None:

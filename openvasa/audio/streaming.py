@@ -16,8 +16,8 @@ from openvasa.audio.features import WINDOW_S, frame_stats, n_frames_for, normali
 
 SAMPLE_RATE = 16000
 FPS = 25.0
-STREAM_BLOCK = 4  # frames per block (160 ms)
-STREAM_LOOKAHEAD = 3  # frames of audio after a block that its features wait for (the mouth leads the sound)
+STREAM_BLOCK = 2  # frames per block (80 ms): a chunk waits at most this long for its block to fill
+STREAM_LOOKAHEAD = 2  # frames of audio after a block that its features wait for (the mouth leads the sound)
 WHISPER_CONTEXT_S = 2.0
 LEVEL_HISTORY_FRAMES = 750  # 30 s of loudness history sets the levels
 SAMPLES_PER_FRAME = int(SAMPLE_RATE / FPS)  # 640

@@ -2,6 +2,7 @@
 frame, compare with the real motion of the clip (in the face latent, decoded to landmarks).
 
     python -m openvasa.eval.motion_quality --index out/prep/index.json [--out out/motion_quality.md]
+    python -m openvasa.eval.motion_quality --index out/prep_stream/index.json --checkpoint X --live  # live model
 
 Metrics per method (the real clip itself is the reference row):
 - mouth r: Pearson correlation of mouth opening (pose-free, decoded landmarks) with the real one;
@@ -61,12 +62,15 @@ def clip_metrics(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audi
     }
 
 
-def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2) -> dict[str, dict[str, float]]:
+def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2,
+             settings: GenerationSettings | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
     """Mean metrics per method over validation clips (and seeds for the generative methods)."""
+    settings = settings or GenerationSettings(steps=10)
     basis = FaceBasis.load()
     methods: dict[str, list[dict[str, float]]] = {"real": [], "baseline": []}
+    model = f"model ({settings.steps} steps)"
     if generator is not None:
-        methods["model (10 steps)"] = []
+        methods[model] = []
     for clip in load_validation_clips(index):
         methods["real"].append(clip_metrics(clip.latent, clip.latent, clip.neutral, clip.audio, basis))
         identity = Identity(clip.neutral, clip.reference)
@@ -78,10 +82,10 @@ def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2) -> 
             methods["baseline"].append(clip_metrics(base, clip.latent, clip.neutral, clip.audio, basis))
             if generator is not None:
                 gen = generator.generate(
-                    clip.audio, 25.0, clip.reference, basis, seed=seed, settings=GenerationSettings(steps=10),
+                    clip.audio, 25.0, clip.reference, basis, seed=seed, settings=settings,
                     rest_opening=rest_open,
                 )  # fmt: skip
-                methods["model (10 steps)"].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))
+                methods[model].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))
         # fmt: skip
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
 
@@ -103,8 +107,15 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=Path("out/prep/index.json"))
     parser.add_argument("--checkpoint", type=Path, help="motion checkpoint (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=Path("out/motion_quality.md"))
+    parser.add_argument("--live", action="store_true", help="sample as live sessions do (causal, no audio guidance)")
+    parser.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
     args = parser.parse_args()
-    results = evaluate(args.index, MotionGenerator(args.checkpoint))
+    settings = GenerationSettings(steps=args.steps)
+    if args.live:
+        from openvasa.stream.session import stream_settings
+
+        settings = stream_settings(args.steps)
+    results = evaluate(args.index, MotionGenerator(args.checkpoint), settings=settings)
     table = markdown(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")

@@ -6,8 +6,8 @@
                          transport.output()])
 
 TTS audio frames go in; image frames and the same audio, in step with them, come out at 25 fps (the audio is
-held back by the block and look-ahead, about 0.3 s, so lips and sound match). In silence the processor keeps
-sending frames of the face listening. An InterruptionFrame drops the speech not yet shown.
+held back by the block, the look-ahead and the compute, about 0.2 s, so lips and sound match). In silence the
+processor keeps sending frames of the face listening. An InterruptionFrame drops the speech not yet shown.
 """
 
 import asyncio

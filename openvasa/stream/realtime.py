@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from openvasa.audio.streaming import FPS, SAMPLE_RATE
 from openvasa.stream.session import StreamFrame, TalkingSession
@@ -87,6 +88,9 @@ class LiveSession:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        # A block's tensors are tiny: a second OpenMP thread only spin-waits (1.76 cores for one session with
+        # two threads, 0.82 with one, same latency; benchmarks/bench_stream.py). OpenMP's setting is per thread.
+        torch.set_num_threads(1)
         try:
             while not self._closed.is_set():
                 try:

@@ -16,7 +16,7 @@ the same frames for the same seed.
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -58,9 +58,10 @@ class StreamFrame:
 class SessionStats:
     frames: int = 0
     blocks: int = 0
-    compute_s: float = 0.0
+    features_s: float = 0.0  # compute time of each stage
+    motion_s: float = 0.0
+    render_s: float = 0.0
     interrupts: int = 0
-    block_ms: deque = field(default_factory=lambda: deque(maxlen=200))
 
 
 class TalkingSession:
@@ -91,7 +92,7 @@ class TalkingSession:
         )  # fmt: skip
         self.playback = np.zeros(0, np.float32)  # output-rate audio not yet attached to a frame
         self.speech_runs: deque[list] = deque()  # [16 kHz samples, came from the client] of audio not yet shown
-        self.ready: deque[StreamFrame] = deque()
+        self.ready: deque[tuple[StreamFrame, np.ndarray]] = deque()  # frames to render: (frame, its landmarks)
         self.frame_index = 0
         self.vad = SpeechDetector()
         self.events: deque[tuple[str, float]] = deque(maxlen=100)  # VAD events of the client's speech
@@ -124,7 +125,10 @@ class TalkingSession:
                 self.events.append(event)
                 if event[0] == "speech_end":  # the utterance is over: start listening now, not after a second
                     self.motion.running["listening"] = max(self.motion.running.get("listening", 0.0), 0.5)
-        self._generate(self.audio.push(model.astype(np.float32)))
+        started = time.perf_counter()
+        features = self.audio.push(model.astype(np.float32))
+        self.stats.features_s += time.perf_counter() - started
+        self._generate(features)
 
     def interrupt(self) -> None:
         """Drop every frame and sample not yet taken: the next frames are the face at rest, listening.
@@ -144,9 +148,14 @@ class TalkingSession:
         return len(self.playback) / self.output_rate
 
     def frames(self) -> Iterator[StreamFrame]:
-        """Frames ready now, oldest first (each exactly once)."""
+        """Frames ready now, oldest first (each exactly once). Each is rendered as it is taken, so the first
+        frame of a block goes out before the next one is drawn."""
         while self.ready:
-            yield self.ready.popleft()
+            frame, points = self.ready.popleft()
+            started = time.perf_counter()
+            frame.image = self.portrait.renderer.render(points)
+            self.stats.render_s += time.perf_counter() - started
+            yield frame
 
     def finish(self) -> None:
         """End of the audio: make frames for what remains (its look-ahead padded with silence)."""
@@ -161,14 +170,12 @@ class TalkingSession:
             started = time.perf_counter()
             latent = self.motion.smooth(self.motion.to_latent(self.motion.sample(block), block))[:keep]
             points = self.codec.decode(latent, self.portrait.identity)
-            for i in range(keep):
-                self.ready.append(self._frame(self.portrait.renderer.render(points[i])))
-            elapsed = time.perf_counter() - started
+            self.ready.extend((self._frame(), points[i]) for i in range(keep))
             self.stats.blocks += 1
-            self.stats.compute_s += elapsed
-            self.stats.block_ms.append(1000 * elapsed)
+            self.stats.motion_s += time.perf_counter() - started
 
-    def _frame(self, image: np.ndarray) -> StreamFrame:
+    def _frame(self) -> StreamFrame:
+        """The next frame with its audio; its image is drawn when it is taken (frames())."""
         n_out = int(round((self.frame_index + 1) * self.output_rate / FPS)) - int(
             round(self.frame_index * self.output_rate / FPS)
         )
@@ -176,7 +183,7 @@ class TalkingSession:
         if len(audio) < n_out:
             audio = np.concatenate([audio, np.zeros(n_out - len(audio), np.float32)])
         self.playback = self.playback[n_out:]
-        frame = StreamFrame(self.frame_index, image, audio, speech=self._take_speech(SAMPLES_PER_FRAME))
+        frame = StreamFrame(self.frame_index, _NOT_DRAWN, audio, speech=self._take_speech(SAMPLES_PER_FRAME))
         self.frame_index += 1
         self.stats.frames += 1
         return frame
@@ -197,6 +204,9 @@ class TalkingSession:
     def latency_frames(self) -> int:
         """Frames of audio a block waits for beyond its first frame: the block and the look-ahead."""
         return STREAM_BLOCK - 1 + STREAM_LOOKAHEAD
+
+
+_NOT_DRAWN = np.zeros((0, 0, 3), np.uint8)
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
