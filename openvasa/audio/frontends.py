@@ -161,27 +161,27 @@ def _require(module: str) -> ModuleType:
 
 
 @cache
-def _load_whisper(model_dir: str, compute_type: str) -> "ctranslate2.models.Whisper":
+def _load_whisper(model_dir: str, compute_type: str, threads: int) -> "ctranslate2.models.Whisper":
     return _require("ctranslate2").models.Whisper(
-        model_dir, device="cpu", compute_type=compute_type, inter_threads=1, intra_threads=CPU_THREADS
+        model_dir, device="cpu", compute_type=compute_type, inter_threads=1, intra_threads=threads
     )
 
 
 class WhisperFrontend:
     """Whisper encoder states, 50 Hz averaged in pairs to 25 fps. Model loaded on first use, once per process."""
 
-    def __init__(
-        self, name: str, dim: int, model_dir: Callable[[], Path], compute_type: str = WHISPER_COMPUTE_TYPE
-    ) -> None:
+    def __init__(self, name: str, dim: int, model_dir: Callable[[], Path], compute_type: str = WHISPER_COMPUTE_TYPE,
+                 threads: int = CPU_THREADS) -> None:  # fmt: skip
         self.name = name
         self.dim = dim
         self.compute_type = compute_type
+        self.threads = threads
         self._model_dir = model_dir
         self._mel_extractor = None
 
     def load(self) -> "ctranslate2.models.Whisper":
         """The CTranslate2 model (loaded, or joined and loaded, on the first call in the process)."""
-        return _load_whisper(str(self._model_dir()), self.compute_type)
+        return _load_whisper(str(self._model_dir()), self.compute_type, self.threads)
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
         """Whisper log-mel of the whole input. audio: (S,) -> (80, S // 160 + 1); frame i is centred at i * 10 ms.
@@ -333,7 +333,9 @@ def _streaming(base: str) -> AudioFrontend:
 
     if base == "energy":
         return streaming.StreamingFrontend("energy-stream", lambda: [streaming.EnergyBlocks()])
-    whisper = _FRONTENDS[base]()
+    # One thread: a session computes each block on its own thread (several sessions share the cores), and
+    # CTranslate2 sets the calling thread's OpenMP thread count, which torch's motion sampling then inherits.
+    whisper = WhisperFrontend(base, *WHISPER_MODELS[base], threads=1)
     return streaming.StreamingFrontend(f"{base}-stream", lambda: [streaming.WhisperBlocks(whisper)])
 
 

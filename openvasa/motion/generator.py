@@ -22,7 +22,7 @@ from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE
 from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.controls import MotionControls, emotion_offset
-from openvasa.motion.diffusion import SAMPLERS, NoiseSchedule, guided_denoiser
+from openvasa.motion.diffusion import SAMPLERS, NoiseSchedule, WindowSampler, traced_window_sampler
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.signals import (
     GAZE,
@@ -86,6 +86,11 @@ class MotionGenerator:
         if not self.relative_dynamics:
             rest[dynamics_slice(m)] = reference.dynamics[0]
         return rest.astype(np.float32)
+
+    @lru_cache(maxsize=8)  # noqa: B019 (one generator per checkpoint lives for the process)
+    def window_sampler(self, sampler: str, steps: int, cfg_audio: float, cfg_control: float) -> WindowSampler:
+        """The compiled sampler of one window, shared by every stream of this model with these settings."""
+        return traced_window_sampler(self.model, sampler, self.schedule.sigmas(steps), cfg_audio, cfg_control)
 
     @lru_cache(maxsize=4)  # noqa: B019 (one generator per checkpoint lives for the process)
     def silence_features(self, frames: int) -> np.ndarray:
@@ -176,8 +181,8 @@ class MotionStream:
             **self.control,
         )
         noise = torch.randn(1, w, g.config.motion_dim, generator=self.random) * g.schedule.sigma_max
-        denoiser = guided_denoiser(g.model, cond, settings.cfg_audio, settings.cfg_control)
-        window = SAMPLERS[settings.sampler](denoiser, noise, g.schedule.sigmas(settings.steps))[0]
+        sample = g.window_sampler(settings.sampler, settings.steps, settings.cfg_audio, settings.cfg_control)
+        window = sample(noise, cond)[0]
         self.context_motion = torch.cat([self.context_motion, window])[-c:]
         self.context_audio = torch.cat([self.context_audio, audio])[-c:]
         return denormalise(window, g.stats.motion_mean, g.stats.motion_std).numpy().astype(np.float64)

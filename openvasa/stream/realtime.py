@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from openvasa.audio.streaming import FPS, SAMPLE_RATE
 from openvasa.stream.session import StreamFrame, TalkingSession
@@ -88,9 +89,11 @@ class LiveSession:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        # A block's tensors are tiny: a second OpenMP thread only spin-waits (1.76 cores for one session with
-        # two threads, 0.82 with one, same latency; benchmarks/bench_stream.py). OpenMP's setting is per thread.
+        # A block's arrays are tiny: extra torch (OpenMP) and OpenBLAS threads only spin-wait, which took a
+        # second core for no speed (1.6 cores for one session, 0.75 single-threaded; benchmarks/bench_stream.py).
+        # torch's setting is per thread; OpenBLAS's is per process, harmless for the offline jobs beside us.
         torch.set_num_threads(1)
+        threadpool_limits(1, user_api="blas")
         try:
             while not self._closed.is_set():
                 try:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import struct
 import tempfile
 import threading
@@ -110,8 +111,14 @@ def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) 
     return b"F" + struct.pack("<II", frame.index, len(pcm)) + pcm + jpeg
 
 
-def create_app(max_sessions: int = 1, steps: int = 10) -> FastAPI:
-    state = ServerState(max_sessions=max_sessions, steps=steps)
+def cores() -> int:
+    """CPU cores this process may use: the default number of live sessions. A session runs on one thread and
+    uses 0.7 of a core; two fit on 2 cores, three fall behind (benchmarks/bench_stream.py)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def create_app(max_sessions: int | None = None, steps: int = 10) -> FastAPI:
+    state = ServerState(max_sessions=max_sessions or cores(), steps=steps)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -284,7 +291,7 @@ def create_app(max_sessions: int = 1, steps: int = 10) -> FastAPI:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int = 1, steps: int = 10) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int | None = None, steps: int = 10) -> None:
     import uvicorn
 
     uvicorn.run(create_app(max_sessions, steps), host=host, port=port, log_level="info")

@@ -82,14 +82,26 @@ class TalkingSession:
         self.output_rate = output_rate
         self.stats = SessionStats()
         self._start()
+        self._warm_up()
 
-    def _start(self) -> None:
-        self.audio = self.generator.frontend.stream()
+    def _warm_up(self) -> None:
+        """Compile the motion sampler (shared by the sessions of this model) before the first block, where it
+        would stall the stream for most of a second. A throwaway stream: this session's random draws stay as
+        offline generation makes them."""
+        silence = self.generator.silence_features(STREAM_BLOCK)
+        for _ in range(3):  # TorchScript optimises its graph over the first calls
+            self._motion_stream().sample(silence)
+
+    def _motion_stream(self) -> MotionStream:
         identity = self.portrait.identity
-        self.motion = MotionStream(
+        return MotionStream(
             self.generator, identity.reference, self.codec.basis, self.controls, self.seed, stream_settings(self.steps),
             identity.rest_opening(self.codec.basis),
         )  # fmt: skip
+
+    def _start(self) -> None:
+        self.audio = self.generator.frontend.stream()
+        self.motion = self._motion_stream()
         self.playback = np.zeros(0, np.float32)  # output-rate audio not yet attached to a frame
         self.speech_runs: deque[list] = deque()  # [16 kHz samples, came from the client] of audio not yet shown
         self.ready: deque[tuple[StreamFrame, np.ndarray]] = deque()  # frames to render: (frame, its landmarks)
