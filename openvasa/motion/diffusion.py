@@ -157,7 +157,7 @@ def training_loss(model: MotionDiT, clean: torch.Tensor, cond: MotionConditions,
     predicted = denoise(model, noisy, sigma, cond)
     error = predicted - clean
     loss = torch.mean(error**2)
-    if velocity_weight:
+    if velocity_weight and clean.shape[1] > 1:  # a 1-frame window has no differences of its own
         loss = loss + velocity_weight * torch.mean(error.diff(dim=1) ** 2)
     if lip_weight and lip_map is not None:
         loss = loss + lip_weight * torch.mean((error @ lip_map) ** 2)
