@@ -1,6 +1,6 @@
 """Real-time streaming benchmark: speech fed in real time in 20 ms chunks to 1..N concurrent live sessions.
 
-    python benchmarks/bench_stream.py [--seconds 30] [--sessions 1,2] [--steps 10] [--audio FILE]
+    python benchmarks/bench_stream.py [--seconds 30] [--sessions 1,2] [--steps 10] [--low-latency] [--audio FILE]
 
 For each number of sessions it reports: latency from an audio chunk's arrival to the frame that shows its end
 (p50/p95), sustained frames per second per session, frames that fell behind real time by more than 0.5 s
@@ -29,7 +29,7 @@ CHUNK_S = 0.02
 LATE_S = 0.5
 
 
-def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10) -> dict:
+def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10, low_latency: bool = False) -> dict:
     portrait = prepare_portrait(skimage.data.astronaut())
     audio = np.tile(audio, int(np.ceil(seconds * 16000 / len(audio))))[: int(seconds * 16000)]
     pcm = (audio * 32767).astype(np.int16)
@@ -45,7 +45,9 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10) -> 
 
         return on_frame
 
-    lives = [LiveSession(TalkingSession(portrait, steps=steps), sink(k)) for k in range(n_sessions)]
+    lives = [
+        LiveSession(TalkingSession(portrait, steps=steps, low_latency=low_latency), sink(k)) for k in range(n_sessions)
+    ]
     cpu_start, wall_start = time.process_time(), time.monotonic()
     for live in lives:
         live.start()
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,2")
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per block (default 10)")
+    parser.add_argument("--low-latency", action="store_true", help="1-frame blocks (the low-latency motion model)")
     args = parser.parse_args()
     audio = load_audio(args.audio)
     print(
@@ -117,7 +120,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sessions.split(",")):
-        r = run(n, args.seconds, audio, args.steps)
+        r = run(n, args.seconds, audio, args.steps, args.low_latency)
         print(
             f"| {n} | {r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['fps_per_session']:.1f} | "
             f"{r['late_frames']} | {r['drift_s']:+.2f} | {r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |",

@@ -39,10 +39,11 @@ def parse_frame(message: bytes) -> tuple[int, np.ndarray, np.ndarray | None]:
     return index, pcm, image
 
 
-def test_live_session_over_websocket(client: TestClient) -> None:
+@pytest.mark.parametrize("latency", ["normal", "low"])
+def test_live_session_over_websocket(client: TestClient, latency: str) -> None:
     speech = load_audio(shared_file("videos/mimictalk_German_20s.mp4"), sample_rate=48000)[: 48000 * 2]
     pcm = (speech * 32767).astype("<i2")
-    with client.websocket_connect("/ws/astronaut?emotion=happy&motion_scale=0.5") as ws:
+    with client.websocket_connect(f"/ws/astronaut?emotion=happy&motion_scale=0.5&latency={latency}") as ws:
         ws.send_text(json.dumps({"type": "start", "sample_rate": 48000}))
         assert json.loads(ws.receive_text())["type"] == "ready"
         for i in range(0, len(pcm), 960):  # 20 ms chunks
@@ -90,6 +91,11 @@ def test_bad_requests_get_clear_answers(client: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 1008 and "unknown portrait" in closed.value.reason
+    with client.websocket_connect("/ws/astronaut?latency=instant") as ws:
+        ws.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008 and "latency" in closed.value.reason
 
 
 def test_offline_job_renders_an_mp4(client: TestClient, tmp_path: Path) -> None:

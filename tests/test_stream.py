@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from openvasa.audio.frontends import get_frontend
-from openvasa.audio.streaming import SAMPLES_PER_FRAME, STREAM_BLOCK, STREAM_LOOKAHEAD
+from openvasa.audio.streaming import SAMPLES_PER_FRAME, STREAM_LOOKAHEAD
 from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.io.media import load_audio
@@ -128,22 +128,30 @@ def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.
     assert stats["latency_p50_ms"] > 0
 
 
-def test_stream_checkpoint_generates_blocks() -> None:
-    generator = MotionGenerator(stream_checkpoint())
-    assert generator.config.window == STREAM_BLOCK and generator.frontend.name == "whisper-tiny-stream+energy-stream"
+@pytest.mark.parametrize("low_latency, block, frontend", [(False, 2, "whisper-tiny-stream+energy-stream"),
+                                                         (True, 1, "whisper-tiny-stream1+energy-stream1")])  # fmt: skip
+def test_stream_checkpoints_generate_their_blocks(low_latency: bool, block: int, frontend: str) -> None:
+    generator = MotionGenerator(stream_checkpoint(low_latency))
+    assert generator.config.window == block and generator.frontend.name == frontend
+    assert generator.frontend.stream().block_frames == block
 
 
-def test_a_frame_waits_only_for_its_block_and_the_look_ahead(astronaut_portrait, speech16: np.ndarray) -> None:
-    """The latency budget: a frame needs at most STREAM_BLOCK + STREAM_LOOKAHEAD frames of audio (160 ms)."""
-    assert (STREAM_BLOCK + STREAM_LOOKAHEAD) / 25 <= 0.16
-    session = TalkingSession(astronaut_portrait)
-    needed = (STREAM_BLOCK + STREAM_LOOKAHEAD) * SAMPLES_PER_FRAME
+@pytest.mark.parametrize("low_latency", [False, True])
+def test_a_frame_waits_only_for_its_block_and_the_look_ahead(astronaut_portrait, speech16, low_latency) -> None:
+    """The latency budget: a frame needs at most its block and STREAM_LOOKAHEAD frames of audio (160 ms, or
+    120 ms in low-latency sessions)."""
+    session = TalkingSession(astronaut_portrait, low_latency=low_latency)
+    assert session.block == (1 if low_latency else 2)
+    assert (session.block + STREAM_LOOKAHEAD) / 25 <= (0.12 if low_latency else 0.16)
+    needed = (session.block + STREAM_LOOKAHEAD) * SAMPLES_PER_FRAME
     session.push_audio(speech16[: needed - 1], 16000)
     assert list(session.frames()) == []
     session.push_audio(speech16[needed - 1 : needed], 16000)
     frames = list(session.frames())
-    assert [f.index for f in frames] == list(range(STREAM_BLOCK))
+    assert [f.index for f in frames] == list(range(session.block))
     assert all(f.image.shape == (512, 512, 3) for f in frames)
+    session.push_audio(speech16[needed : 2 * 16000], 16000)
+    assert len(list(session.frames())) == 2 * 25 - STREAM_LOOKAHEAD - session.block
 
 
 def test_end_of_speech_is_detected_and_the_face_keeps_moving(astronaut_portrait, speech16: np.ndarray) -> None:

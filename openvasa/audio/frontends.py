@@ -322,21 +322,26 @@ _FRONTENDS: dict[str, Callable[[], AudioFrontend]] = {
     **{name: partial(WhisperFrontend, name, *spec) for name, spec in WHISPER_MODELS.items()},
     "logmel": LogMelFrontend,
     "energy": EnergyFrontend,
-    "whisper-tiny-stream": lambda: _streaming("whisper-tiny"),
-    "energy-stream": lambda: _streaming("energy"),
+    # Streamed as live sessions compute them: "-stream" in 2-frame blocks, "-stream1" in 1-frame blocks (lower
+    # latency, more compute per second).
+    "whisper-tiny-stream": lambda: _streaming("whisper-tiny", 2),
+    "energy-stream": lambda: _streaming("energy", 2),
+    "whisper-tiny-stream1": lambda: _streaming("whisper-tiny", 1),
+    "energy-stream1": lambda: _streaming("energy", 1),
 }
 
 
-def _streaming(base: str) -> AudioFrontend:
+def _streaming(base: str, block: int) -> AudioFrontend:
     """A front-end computed block by block as audio arrives (openvasa.audio.streaming)."""
     from openvasa.audio import streaming
 
+    name = f"{base}-stream" + ("" if block == 2 else str(block))
     if base == "energy":
-        return streaming.StreamingFrontend("energy-stream", lambda: [streaming.EnergyBlocks()])
+        return streaming.StreamingFrontend(name, lambda: [streaming.EnergyBlocks()], block)
     # One thread: a session computes each block on its own thread (several sessions share the cores), and
     # CTranslate2 sets the calling thread's OpenMP thread count, which torch's motion sampling then inherits.
     whisper = WhisperFrontend(base, *WHISPER_MODELS[base], threads=1)
-    return streaming.StreamingFrontend(f"{base}-stream", lambda: [streaming.WhisperBlocks(whisper)])
+    return streaming.StreamingFrontend(name, lambda: [streaming.WhisperBlocks(whisper)], block)
 
 
 FRONTEND_NAMES = tuple(_FRONTENDS)
@@ -355,10 +360,13 @@ class ConcatFrontend:
         return np.concatenate([p.features(audio, fps) for p in self.parts], axis=1)
 
     def stream(self) -> "AudioStream":
-        """One live stream over all parts (each must be a streaming front-end)."""
+        """One live stream over all parts (each must be a streaming front-end, all with the same block)."""
         from openvasa.audio.streaming import AudioStream
 
-        return AudioStream([block for p in self.parts for block in p.stream().parts])
+        streams = [p.stream() for p in self.parts]
+        if len({s.block_frames for s in streams}) > 1:
+            raise OpenVasaError(f"the parts of {self.name} stream in different blocks")
+        return AudioStream([part for s in streams for part in s.parts], streams[0].block_frames)
 
 
 def frontend_parts(name: str) -> list[str]:

@@ -16,7 +16,7 @@ from openvasa.audio.features import WINDOW_S, frame_stats, n_frames_for, normali
 
 SAMPLE_RATE = 16000
 FPS = 25.0
-STREAM_BLOCK = 2  # frames per block (80 ms): a chunk waits at most this long for its block to fill
+STREAM_BLOCK = 2  # frames per block (80 ms) by default: a chunk waits at most this long for its block to fill
 STREAM_LOOKAHEAD = 2  # frames of audio after a block that its features wait for (the mouth leads the sound)
 WHISPER_CONTEXT_S = 2.0
 LEVEL_HISTORY_FRAMES = 750  # 30 s of loudness history sets the levels
@@ -128,13 +128,14 @@ class AudioStream:
 class StreamingFrontend:
     """An AudioFrontend whose offline features are a replay of its stream (`stream()` starts a live one)."""
 
-    def __init__(self, name: str, make_parts) -> None:  # make_parts: () -> list[BlockFeatures]
+    def __init__(self, name: str, make_parts, block: int = STREAM_BLOCK) -> None:  # make_parts: () -> parts
         self.name = name
         self._make_parts = make_parts
+        self.block = block
         self.dim = sum(p.dim for p in make_parts())
 
     def stream(self) -> AudioStream:
-        return AudioStream(self._make_parts())
+        return AudioStream(self._make_parts(), self.block)
 
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
         from openvasa.audio.frontends import _check_audio, resample_frames

@@ -227,9 +227,13 @@ def create_app(max_sessions: int | None = None, steps: int = 10) -> FastAPI:
             rate = int(start.get("sample_rate", 16000))
             if start.get("type") != "start" or rate not in SUPPORTED_RATES:
                 raise HTTPException(400, f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
+            latency = ws.query_params.get("latency", "normal")
+            if latency not in ("normal", "low"):
+                raise HTTPException(400, "latency must be normal or low")
             session = await asyncio.to_thread(
-                TalkingSession, portrait, controls, int(ws.query_params.get("seed", 0)), state.steps, None, rate
-            )
+                TalkingSession, portrait, controls, int(ws.query_params.get("seed", 0)), state.steps, None, rate,
+                latency == "low",
+            )  # fmt: skip
         except HTTPException as e:
             await ws.close(code=1008, reason=str(e.detail)[:120])
             return
