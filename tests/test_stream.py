@@ -167,3 +167,29 @@ def test_end_of_speech_is_detected_and_the_face_keeps_moving(astronaut_portrait,
     assert events[0][1] < 0.6 and 2.6 < events[1][1] < 3.2  # the clip's speech runs to about 3 s
     tail = frames[-25:]  # the last second: silence, listening, not frozen
     assert np.mean([np.abs(a.image.astype(int) - b.image).mean() for a, b in zip(tail, tail[1:], strict=False)]) > 0.02
+
+
+def test_a_long_session_keeps_time_memory_and_motion(astronaut_portrait, redetector) -> None:
+    """40 s of talk with pauses, pushed in 20 ms chunks: every sample comes back with its frame (no drift),
+    buffers stay bounded, and the lips move at the end as at the start (re-detected in the frames)."""
+    speech = load_audio(shared_file(SPEECH))[: 7 * 16000]
+    pause = np.zeros(16000, np.float32)
+    audio = np.concatenate([speech, pause] * 5)  # 40 s
+    session = TalkingSession(astronaut_portrait)
+    frames, peak_buffer = [], 0
+    for chunk in _chunks(audio, 320):
+        session.push_audio(chunk, 16000)
+        frames += list(session.frames())
+        peak_buffer = max(peak_buffer, len(session.audio.buffer), len(session.playback))
+    session.finish()
+    frames += list(session.frames())
+    assert [f.index for f in frames] == list(range(40 * 25))
+    np.testing.assert_array_equal(np.concatenate([f.audio for f in frames]), audio)
+    assert peak_buffer < 2.5 * 16000, "only Whisper's 2 s of context and the look-ahead are kept"
+
+    def openings(first: int) -> np.ndarray:
+        return np.array([lm.mouth_opening(redetector.landmarks(frames[i].image)) for i in range(first, first + 150, 2)])
+
+    start, end = openings(25), openings(32 * 25 + 25)  # 6 s of speech in the first and the last round
+    print(f"\nmouth opening std: start {start.std():.4f}, end {end.std():.4f}")
+    assert end.std() > 0.5 * start.std() and end.std() > 0.01

@@ -44,8 +44,9 @@ class LiveStats:
 
 
 class LiveSession:
-    """Drives `session` in real time. on_frame(frame) is called on the session's thread for every frame, in
-    order; it must be quick (hand the frame to a queue)."""
+    """Drives `session` in real time on two threads: one computes features and motion block by block, the other
+    draws the frames, so a block's drawing overlaps the next block's compute. on_frame(frame) is called on the
+    drawing thread for every frame, in order; it must be quick (hand the frame to a queue)."""
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
                  on_event: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
@@ -57,6 +58,10 @@ class LiveSession:
         self.error: Exception | None = None
         self._commands: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="openvasa-session", daemon=True)
+        self._drawing: queue.Queue = queue.Queue()  # (epoch, frame, landmarks) to draw; None ends the thread
+        self._drawer = threading.Thread(target=self._draw, name="openvasa-draw", daemon=True)
+        self._epoch = 0  # interrupts so far: frames queued before an interrupt are dropped, never drawn
+        self._lock = threading.Lock()  # arrivals, marks and the epoch, shared by the two threads
         self._closed = threading.Event()
         self._audio_s = 0.0  # seconds of audio (speech + fill) given to the session: its timeline
         self._arrivals: deque[tuple[int, float]] = deque()  # (frame showing a chunk's end, arrival time)
@@ -65,6 +70,7 @@ class LiveSession:
     def start(self) -> "LiveSession":
         self.stats.started = time.monotonic()
         self._thread.start()
+        self._drawer.start()
         return self
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
@@ -81,12 +87,14 @@ class LiveSession:
     def close(self, timeout: float = 5.0) -> None:
         self._closed.set()
         self._commands.put(("close",))
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._drawing.put(None)
+        for thread in (self._thread, self._drawer):
+            if thread.is_alive():
+                thread.join(timeout)
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and self._drawer.is_alive()
 
     def _run(self) -> None:
         # A block's arrays are tiny: extra torch (OpenMP) and OpenBLAS threads only spin-wait, which took a
@@ -115,18 +123,23 @@ class LiveSession:
             seconds = len(pcm) / rate
             self.session.push_audio(pcm, rate)
             self._audio_s += seconds
-            self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
+            with self._lock:
+                self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
             while self.session.events:
                 event = self.session.events.popleft()
                 if self.on_event is not None:
                     self.on_event(*event)
         elif kind == "mark":
-            self._marks.append((int(np.ceil(self._audio_s * FPS)) - 1, command[1]))
+            with self._lock:
+                self._marks.append((int(np.ceil(self._audio_s * FPS)) - 1, command[1]))
         elif kind == "interrupt":
             self.session.interrupt()
-            self._arrivals.clear()
-            while self._marks:
-                self._marks.popleft()[1]()
+            with self._lock:
+                self._epoch += 1
+                self._arrivals.clear()
+                marks, self._marks = list(self._marks), deque()
+            for _, callback in marks:
+                callback()
             self._audio_s = (self.session.frame_index) / FPS  # the dropped audio never plays
             self._fill_silence(force=True)
 
@@ -142,12 +155,33 @@ class LiveSession:
             self._audio_s += round(seconds * SAMPLE_RATE) / SAMPLE_RATE
 
     def _emit(self) -> None:
-        for frame in self.session.frames():
-            now = time.monotonic()
-            while self._arrivals and self._arrivals[0][0] <= frame.index:
-                self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
-            self.stats.frames += 1
-            self.stats.speech_frames += frame.speech
-            self.on_frame(frame)
-            while self._marks and self._marks[0][0] <= frame.index:
-                self._marks.popleft()[1]()
+        """Hand the frames computed so far to the drawing thread."""
+        for frame, points in self.session.take():
+            self._drawing.put((self._epoch, frame, points))
+
+    def _draw(self) -> None:
+        torch.set_num_threads(1)
+        try:
+            while (item := self._drawing.get()) is not None:
+                epoch, frame, points = item
+                if epoch != self._epoch:
+                    continue  # interrupted before it was drawn
+                self.session.render(frame, points)
+                now = time.monotonic()
+                with self._lock:
+                    if epoch != self._epoch:
+                        continue
+                    while self._arrivals and self._arrivals[0][0] <= frame.index:
+                        self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
+                    self.stats.frames += 1
+                    self.stats.speech_frames += frame.speech
+                self.on_frame(frame)
+                with self._lock:
+                    due = []
+                    while self._marks and self._marks[0][0] <= frame.index:
+                        due.append(self._marks.popleft()[1])
+                for callback in due:
+                    callback()
+        except Exception as e:  # reported to the owner, who closes the connection
+            log.exception("drawing failed")
+            self.error = e

@@ -167,12 +167,22 @@ class TalkingSession:
     def frames(self) -> Iterator[StreamFrame]:
         """Frames ready now, oldest first (each exactly once). Each is rendered as it is taken, so the first
         frame of a block goes out before the next one is drawn."""
-        while self.ready:
-            frame, points = self.ready.popleft()
-            started = time.perf_counter()
-            frame.image = self.portrait.renderer.render(points)
-            self.stats.render_s += time.perf_counter() - started
+        for frame, points in self.take():
+            self.render(frame, points)
             yield frame
+
+    def take(self) -> list[tuple[StreamFrame, np.ndarray]]:
+        """The frames ready now, not yet drawn, with their landmarks: for drawing them on another thread
+        (render, in order), while this one computes the next block."""
+        items = list(self.ready)
+        self.ready.clear()
+        return items
+
+    def render(self, frame: StreamFrame, points: np.ndarray) -> None:
+        """Draw a frame from take(). Frames must be drawn in order (the renderer smooths across frames)."""
+        started = time.perf_counter()
+        frame.image = self.portrait.renderer.render(points)
+        self.stats.render_s += time.perf_counter() - started
 
     def finish(self) -> None:
         """End of the audio: make frames for what remains (its look-ahead padded with silence)."""
