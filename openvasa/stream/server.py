@@ -112,8 +112,8 @@ def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) 
 
 
 def cores() -> int:
-    """CPU cores this process may use: the default number of live sessions. A session runs on one thread and
-    uses 0.7 of a core; two fit on 2 cores, three fall behind (benchmarks/bench_stream.py)."""
+    """CPU cores this process may use: the default number of live sessions. A session uses 0.7 of a core; two
+    fit on 2 cores, three fall behind (benchmarks/bench_stream.py). Low-latency sessions use 1.1 cores each."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
