@@ -44,9 +44,11 @@ class LiveStats:
 
 
 class LiveSession:
-    """Drives `session` in real time on two threads: one computes features and motion block by block, the other
-    draws the frames, so a block's drawing overlaps the next block's compute. on_frame(frame) is called on the
-    drawing thread for every frame, in order; it must be quick (hand the frame to a queue)."""
+    """Drives `session` in real time on its own thread. Low-latency sessions (1-frame blocks) need more than one
+    core's worth of work per second, so they draw their frames on a second thread, overlapping the next block's
+    compute; the default sessions draw on the same thread (a second one lost time to the interpreter lock when two
+    sessions shared 2 cores). on_frame(frame) is called for every frame, in order, on the drawing thread; it must
+    be quick (hand the frame to a queue)."""
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
                  on_event: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
@@ -60,6 +62,7 @@ class LiveSession:
         self._thread = threading.Thread(target=self._run, name="openvasa-session", daemon=True)
         self._drawing: queue.Queue = queue.Queue()  # (epoch, frame, landmarks) to draw; None ends the thread
         self._drawer = threading.Thread(target=self._draw, name="openvasa-draw", daemon=True)
+        self._draw_apart = session.block == 1
         self._epoch = 0  # interrupts so far: frames queued before an interrupt are dropped, never drawn
         self._lock = threading.Lock()  # arrivals, marks and the epoch, shared by the two threads
         self._closed = threading.Event()
@@ -70,7 +73,8 @@ class LiveSession:
     def start(self) -> "LiveSession":
         self.stats.started = time.monotonic()
         self._thread.start()
-        self._drawer.start()
+        if self._draw_apart:
+            self._drawer.start()
         return self
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
@@ -94,7 +98,7 @@ class LiveSession:
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive() and self._drawer.is_alive()
+        return self._thread.is_alive() and (self._drawer.is_alive() or not self._draw_apart)
 
     def _run(self) -> None:
         # A block's arrays are tiny: extra torch (OpenMP) and OpenBLAS threads only spin-wait, which took a
@@ -155,33 +159,39 @@ class LiveSession:
             self._audio_s += round(seconds * SAMPLE_RATE) / SAMPLE_RATE
 
     def _emit(self) -> None:
-        """Hand the frames computed so far to the drawing thread."""
+        """Draw the frames computed so far, or hand them to the drawing thread."""
         for frame, points in self.session.take():
-            self._drawing.put((self._epoch, frame, points))
+            if self._draw_apart:
+                self._drawing.put((self._epoch, frame, points))
+            else:
+                self._show(self._epoch, frame, points)
 
     def _draw(self) -> None:
         torch.set_num_threads(1)
         try:
             while (item := self._drawing.get()) is not None:
-                epoch, frame, points = item
-                if epoch != self._epoch:
-                    continue  # interrupted before it was drawn
-                self.session.render(frame, points)
-                now = time.monotonic()
-                with self._lock:
-                    if epoch != self._epoch:
-                        continue
-                    while self._arrivals and self._arrivals[0][0] <= frame.index:
-                        self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
-                    self.stats.frames += 1
-                    self.stats.speech_frames += frame.speech
-                self.on_frame(frame)
-                with self._lock:
-                    due = []
-                    while self._marks and self._marks[0][0] <= frame.index:
-                        due.append(self._marks.popleft()[1])
-                for callback in due:
-                    callback()
+                self._show(*item)
         except Exception as e:  # reported to the owner, who closes the connection
             log.exception("drawing failed")
             self.error = e
+
+    def _show(self, epoch: int, frame: StreamFrame, points: np.ndarray) -> None:
+        """Draw a frame and hand it on, unless an interrupt came after it was computed."""
+        if epoch != self._epoch:
+            return
+        self.session.render(frame, points)
+        now = time.monotonic()
+        with self._lock:
+            if epoch != self._epoch:
+                return
+            while self._arrivals and self._arrivals[0][0] <= frame.index:
+                self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
+            self.stats.frames += 1
+            self.stats.speech_frames += frame.speech
+        self.on_frame(frame)
+        with self._lock:
+            due = []
+            while self._marks and self._marks[0][0] <= frame.index:
+                due.append(self._marks.popleft()[1])
+        for callback in due:
+            callback()
