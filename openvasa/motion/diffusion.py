@@ -104,17 +104,24 @@ SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
 WindowSampler = Callable[[torch.Tensor, MotionConditions], torch.Tensor]  # (noise (N, T, M), conditions) -> clean
 
 
+def sample_window(model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float, cfg_control: float,
+                  noise: torch.Tensor, cond: MotionConditions) -> torch.Tensor:  # fmt: skip
+    """One window sampled eagerly: noise (N, T, M) scaled by sigmas[0] -> clean (N, T, M)."""
+    with torch.no_grad():
+        return SAMPLERS[sampler](guided_denoiser(model, cond, cfg_audio, cfg_control), noise, sigmas)
+
+
 class _SamplingGraph(nn.Module):
     """Every step of one window's sampling, all guidance branches included, as one module for TorchScript."""
 
     def __init__(self, model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float, cfg_control: float):
         super().__init__()
-        self.model, self.sampler, self.sigmas = model, SAMPLERS[sampler], sigmas
+        self.model, self.sampler, self.sigmas = model, sampler, sigmas
         self.cfg_audio, self.cfg_control = cfg_audio, cfg_control
 
     def forward(self, noise: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
         cond = MotionConditions(*conditions)
-        return self.sampler(guided_denoiser(self.model, cond, self.cfg_audio, self.cfg_control), noise, self.sigmas)
+        return sample_window(self.model, self.sampler, self.sigmas, self.cfg_audio, self.cfg_control, noise, cond)
 
 
 def traced_window_sampler(model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float = 0.0,

@@ -7,7 +7,7 @@ gaze and expression are the conditions, so a smiling portrait keeps smiling whil
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +22,13 @@ from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE
 from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.controls import MotionControls, emotion_offset
-from openvasa.motion.diffusion import SAMPLERS, NoiseSchedule, WindowSampler, traced_window_sampler
+from openvasa.motion.diffusion import (
+    SAMPLERS,
+    NoiseSchedule,
+    WindowSampler,
+    sample_window,
+    traced_window_sampler,
+)
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.signals import (
     GAZE,
@@ -52,6 +58,9 @@ class GenerationSettings:
     pose_smoothing: float = 1.5
     dynamics_smoothing: float = 1.0
     causal_smoothing: bool = False  # smooth as a live stream must (no future frames): same output as a session
+    # A TorchScript-traced sampler: the same numbers, 2.4x faster per window and free of the GIL once traced,
+    # but tracing takes seconds up front (more with many steps), so only live sessions use it.
+    compiled: bool = False
 
 
 class MotionGenerator:
@@ -88,9 +97,13 @@ class MotionGenerator:
         return rest.astype(np.float32)
 
     @lru_cache(maxsize=8)  # noqa: B019 (one generator per checkpoint lives for the process)
-    def window_sampler(self, sampler: str, steps: int, cfg_audio: float, cfg_control: float) -> WindowSampler:
-        """The compiled sampler of one window, shared by every stream of this model with these settings."""
-        return traced_window_sampler(self.model, sampler, self.schedule.sigmas(steps), cfg_audio, cfg_control)
+    def window_sampler(self, sampler: str, steps: int, cfg_audio: float, cfg_control: float,
+                       compiled: bool) -> WindowSampler:  # fmt: skip
+        """The sampler of one window, shared by every stream of this model with these settings."""
+        sigmas = self.schedule.sigmas(steps)
+        if compiled:
+            return traced_window_sampler(self.model, sampler, sigmas, cfg_audio, cfg_control)
+        return partial(sample_window, self.model, sampler, sigmas, cfg_audio, cfg_control)
 
     @lru_cache(maxsize=4)  # noqa: B019 (one generator per checkpoint lives for the process)
     def silence_features(self, frames: int) -> np.ndarray:
@@ -181,7 +194,9 @@ class MotionStream:
             **self.control,
         )
         noise = torch.randn(1, w, g.config.motion_dim, generator=self.random) * g.schedule.sigma_max
-        sample = g.window_sampler(settings.sampler, settings.steps, settings.cfg_audio, settings.cfg_control)
+        sample = g.window_sampler(
+            settings.sampler, settings.steps, settings.cfg_audio, settings.cfg_control, settings.compiled
+        )
         window = sample(noise, cond)[0]
         self.context_motion = torch.cat([self.context_motion, window])[-c:]
         self.context_audio = torch.cat([self.context_audio, audio])[-c:]
