@@ -31,10 +31,13 @@ def test_pipecat_processor(astronaut_portrait, speech24: np.ndarray) -> None:
         for i in range(0, len(speech24), chunk)
     ]
     processor = OpenVasaVideoProcessor(astronaut_portrait, sample_rate=RATE)
-    down, _ = asyncio.run(run_test(processor, frames_to_send=[*tts, SleepFrame(sleep=3.0), InterruptionFrame(), SleepFrame(sleep=1.0)]))  # fmt: skip
+    # The processor builds its session at the StartFrame (the first session in a process also compiles the motion
+    # sampler); TTS audio comes a moment later, as in a real pipeline.
+    frames = [SleepFrame(sleep=2.0), *tts, SleepFrame(sleep=3.0), InterruptionFrame(), SleepFrame(sleep=1.0)]
+    down, _ = asyncio.run(run_test(processor, frames_to_send=frames))
     images = [f for f in down if isinstance(f, OutputImageRawFrame)]
     audio = [f for f in down if isinstance(f, OutputAudioRawFrame) and not isinstance(f, TTSAudioRawFrame)]
-    print(f"\n{len(images)} images, {len(audio)} audio frames in about 4 s")
+    print(f"\n{len(images)} images, {len(audio)} audio frames in about 6 s")
     assert not any(isinstance(f, TTSAudioRawFrame) for f in down), "TTS audio is replaced by the synced audio"
     assert any(isinstance(f, InterruptionFrame) for f in down)
     assert len(images) >= 60 and len(audio) == len(images)
