@@ -46,8 +46,8 @@ class LiveStats:
 class LiveSession:
     """Drives `session` in real time on its own thread. Low-latency sessions (1-frame blocks) need more than one
     core's worth of work per second, so they draw their frames on a second thread, overlapping the next block's
-    compute; the default sessions draw on the same thread (a second one lost time to the interpreter lock when two
-    sessions shared 2 cores). on_frame(frame) is called for every frame, in order, on the drawing thread; it must
+    compute; the default sessions draw on the same thread (with a second one each, two sessions on 2 cores
+    fell behind). on_frame(frame) is called for every frame, in order, on the drawing thread; it must
     be quick (hand the frame to a queue)."""
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
@@ -167,7 +167,6 @@ class LiveSession:
                 self._show(self._epoch, frame, points)
 
     def _draw(self) -> None:
-        torch.set_num_threads(1)
         try:
             while (item := self._drawing.get()) is not None:
                 self._show(*item)

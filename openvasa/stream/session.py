@@ -7,8 +7,8 @@
 
 It runs the offline stages (openvasa.audio.streaming, openvasa.motion.generator.MotionStream, the portrait's
 renderer) block by block: a block of frames at a time (2, or 1 with low_latency=True), once their audio and
-STREAM_LOOKAHEAD frames more have arrived. `idle()` fills silence when no audio comes, so the face keeps blinking and moving while it
-listens; `interrupt()` drops the audio not yet shown. The stream's motion model is trained on blocks
+STREAM_LOOKAHEAD frames more have arrived. `idle()` fills silence when no audio comes, so the face keeps
+blinking and moving while it listens; `interrupt()` drops the audio not yet shown. The stream's motion model is trained on blocks
 (its window is the block), so its offline replay (`generate` with that checkpoint and causal smoothing) gives
 the same frames for the same seed.
 """
@@ -77,25 +77,29 @@ class TalkingSession:
             raise OpenVasaError(f"unsupported output sample rate {output_rate}; use one of {SUPPORTED_RATES}")
         self.portrait = portrait
         self.codec = FaceLatentCodec()
-        generator = load_generator(str(checkpoint or stream_checkpoint(low_latency)))
-        stream = getattr(generator.frontend, "stream", None)  # only streaming front-ends have one
-        block = stream().block_frames if stream else 0
-        if generator.config.window != block:
-            raise OpenVasaError("a live session needs a streaming motion model: its window must be its audio block")
-        self.generator, self.block = generator, block
+        self.generator = load_generator(str(checkpoint or stream_checkpoint(low_latency)))
+        if not hasattr(self.generator.frontend, "stream"):  # only streaming front-ends have one
+            raise OpenVasaError("a live session needs a streaming motion model (its front-end streams)")
         self.controls, self.seed, self.steps = controls or MotionControls(), seed, steps
         self.output_rate = output_rate
         self.stats = SessionStats()
         self._start()
+        if self.generator.config.window != self.block:
+            raise OpenVasaError("a live session needs a streaming motion model: its window must be its audio block")
         self._warm_up()
+
+    @property
+    def block(self) -> int:
+        """Frames per block: 2, or 1 for low-latency sessions."""
+        return self.audio.block_frames
 
     def _warm_up(self) -> None:
         """Compile the motion sampler (shared by the sessions of this model) before the first block, where it
         would stall the stream for most of a second. A throwaway stream: this session's random draws stay as
         offline generation makes them."""
-        silence = self.generator.silence_features(self.block)
+        silence, stream = self.generator.silence_features(self.block), self._motion_stream()
         for _ in range(3):  # TorchScript optimises its graph over the first calls
-            self._motion_stream().sample(silence)
+            stream.sample(silence)
 
     def _motion_stream(self) -> MotionStream:
         identity = self.portrait.identity
