@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from openvasa.io.media import load_audio, probe_duration
+from openvasa.stream.realtime import ManualClock
 from openvasa.stream.server import create_app
 from tests.conftest import shared_file
 
@@ -26,7 +27,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(max_sessions=1)) as c:
+    # Live sessions on a clock that never moves: frames come from the audio alone, never from silence filled in
+    # because the machine was slow, so what a test receives does not depend on the machine's speed.
+    with TestClient(create_app(max_sessions=1, clock=ManualClock())) as c:
         yield c
 
 
@@ -63,7 +66,8 @@ def test_live_session_over_websocket(client: TestClient, latency: str) -> None:
     assert indices == list(range(indices[0], indices[0] + 40))
     assert all(len(f[1]) == 1920 for f in frames), "each frame carries 40 ms of audio at the client's rate"
     pictures = [f[2] for f in frames if f[2] is not None]
-    assert len(pictures) >= 30 and pictures[0].shape == (512, 512, 3)
+    # A picture is dropped (its audio kept) only when 25 frames wait for this client.
+    assert len(pictures) >= 20 and pictures[0].shape == (512, 512, 3)
     assert np.abs(pictures[0].astype(int) - pictures[-1]).mean() > 0.5
     spoken = np.concatenate([f[1] for f in frames]).astype(np.float32) / 32767
     assert spoken.std() > 0.01, "the speech comes back with the frames"
@@ -105,7 +109,7 @@ def test_offline_job_renders_an_mp4(client: TestClient, tmp_path: Path) -> None:
     job = client.post("/api/generate", files={"audio": ("speech.wav", wav.getvalue())}, data={"portrait": "astronaut"})
     assert job.status_code == 200
     job_id = job.json()["job"]
-    for _ in range(240):
+    for _ in range(1200):  # up to 5 minutes: generous for slow machines
         status = client.get(f"/api/jobs/{job_id}").json()
         if status["status"] != "running":
             break

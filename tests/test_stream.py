@@ -1,7 +1,7 @@
 """The streaming core: chunking never changes the output, frames carry their audio, a session replays as
 offline generation, interruptions and silence keep the face alive, bad input gets a clear error."""
 
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from openvasa.face import landmarks as lm
 from openvasa.io.media import load_audio
 from openvasa.motion.generator import MotionGenerator
 from openvasa.pipeline import generate
-from openvasa.stream.realtime import LiveSession
+from openvasa.stream.realtime import LiveSession, ManualClock
 from openvasa.stream.session import TalkingSession, stream_checkpoint, stream_settings
 from tests.conftest import shared_file
 
@@ -111,21 +111,78 @@ def test_bad_input_is_refused(astronaut_portrait) -> None:
         session.push_audio(np.zeros(31 * 16000, np.float32), 16000)
 
 
+def _drive_live(live: LiveSession, clock: ManualClock, chunks: list[np.ndarray], seconds: float) -> None:
+    """A client in real time, on a manual clock: each 20 ms chunk is pushed once the clock reaches its send
+    time; each turn of the session's loop takes 20 ms of clock (plus whatever drawing costs, in on_frame)."""
+    sent = 0
+    while clock() < seconds:
+        while sent < len(chunks) and sent * 0.02 <= clock():
+            live.push_audio(chunks[sent], 16000)
+            sent += 1
+        live.step()
+        clock.advance(0.02)
+
+
 def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.ndarray) -> None:
     frames = []
-    live = LiveSession(TalkingSession(astronaut_portrait), frames.append).start()
-    for chunk in _chunks(speech16[:16000], 320):  # 1 s of speech in real time, then 1 s of nothing
-        live.push_audio(chunk, 16000)
-        time.sleep(0.02)
-    time.sleep(1.0)
-    live.close()
+    clock = ManualClock()
+    live = LiveSession(TalkingSession(astronaut_portrait), frames.append, clock=clock)
+    _drive_live(live, clock, list(_chunks(speech16[:16000], 320)), seconds=2.0)  # 1 s of speech, 1 s of nothing
     stats = live.stats.summary()
     print(f"\n{stats}")
     assert live.error is None
     assert [f.index for f in frames] == list(range(len(frames)))
-    assert 35 <= len(frames) <= 55, "about 25 fps of wall time, less the look-ahead"
-    assert sum(f.speech for f in frames) >= 15 and not frames[-1].speech
+    assert 40 <= len(frames) <= 50, "25 fps of clock time, less the look-ahead"
+    assert sum(f.speech for f in frames) == 25 and not any(f.speech for f in frames[25:])
     assert stats["latency_p50_ms"] > 0
+
+
+def test_live_session_never_puts_silence_into_speech(astronaut_portrait, speech16: np.ndarray) -> None:
+    """Drawing far slower than real time (100 ms of clock a frame): the clock runs ahead, chunks queue up while
+    frames are drawn, and still the audio that comes back is the audio pushed, sample for sample, no gaps."""
+    frames = []
+    clock = ManualClock()
+
+    def slow_draw(frame) -> None:
+        frames.append(frame)
+        clock.advance(0.1)
+
+    live = LiveSession(TalkingSession(astronaut_portrait), slow_draw, clock=clock)
+    pcm = (speech16[:32000] * 32767).astype(np.int16)
+    _drive_live(live, clock, list(_chunks(pcm, 320)), seconds=10.0)
+    played = np.concatenate([f.audio for f in frames])
+    assert len(played) > len(pcm)
+    np.testing.assert_array_equal(played[: len(pcm)], pcm / np.float32(32768))
+    assert all(f.speech for f in frames[:50])
+
+
+def test_live_session_thread_follows_its_clock(astronaut_portrait, speech16: np.ndarray) -> None:
+    """The session's own thread, on a manual clock: speech pushed at once makes its frames, then advancing the
+    clock by 1 s makes (about) 25 frames of listening; waits are on events, not on the wall clock."""
+    clock = ManualClock()
+    frames: list = []
+    counted = threading.Condition()
+
+    def on_frame(frame) -> None:
+        with counted:
+            frames.append(frame)
+            counted.notify_all()
+
+    def wait_for(n: int) -> None:
+        with counted:
+            assert counted.wait_for(lambda: len(frames) >= n, timeout=120), f"{len(frames)} frames, wanted {n}"
+
+    live = LiveSession(TalkingSession(astronaut_portrait), on_frame, clock=clock).start()
+    try:
+        live.push_audio(speech16[:16000], 16000)
+        wait_for(21)  # 1 s of speech less the look-ahead (4 frames) and half a block
+        clock.advance(2.0)  # no more audio: the session fills 2 s of silence, the speech's last frames included
+        wait_for(45)
+    finally:
+        live.close()
+    assert live.error is None
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert sum(f.speech for f in frames) == 25
 
 
 @pytest.mark.parametrize("low_latency, block, frontend", [(False, 2, "whisper-tiny-stream+energy-stream"),

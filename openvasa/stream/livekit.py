@@ -11,6 +11,7 @@ options=AvatarOptions(512, 512, 25, 24000, 1))`, dispatched by LiveKit Agents li
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -19,14 +20,15 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
-from openvasa.stream.realtime import LiveSession
+from openvasa.stream.realtime import Clock, LiveSession
 from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
 
 
 class OpenVasaVideoGenerator(VideoGenerator):
     def __init__(self, portrait: Portrait, controls: MotionControls | None = None, sample_rate: int = 24000,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, clock: Clock = time.monotonic) -> None:  # fmt: skip
         self._portrait, self._controls, self._rate, self._seed = portrait, controls, sample_rate, seed
+        self._clock = clock  # the live session's (tests pass a ManualClock)
         self._live: LiveSession | None = None
         self._out: asyncio.Queue[StreamFrame | AudioSegmentEnd] | None = None
 
@@ -35,7 +37,11 @@ class OpenVasaVideoGenerator(VideoGenerator):
             loop = asyncio.get_running_loop()
             self._out = asyncio.Queue()
             session = TalkingSession(self._portrait, self._controls, self._seed, output_rate=self._rate)
-            self._live = LiveSession(session, lambda f: loop.call_soon_threadsafe(self._out.put_nowait, f)).start()
+
+            def put(frame: StreamFrame) -> None:  # on the session thread
+                loop.call_soon_threadsafe(self._out.put_nowait, frame)
+
+            self._live = LiveSession(session, put, clock=self._clock).start()
         return self._live
 
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:

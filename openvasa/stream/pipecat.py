@@ -11,6 +11,7 @@ processor keeps sending frames of the face listening. An InterruptionFrame drops
 """
 
 import asyncio
+import time
 
 from pipecat.frames.frames import (
     CancelFrame,
@@ -26,18 +27,24 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
-from openvasa.stream.realtime import LiveSession
+from openvasa.stream.realtime import Clock, LiveSession
 from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
 
 
 class OpenVasaVideoProcessor(FrameProcessor):
     def __init__(self, portrait: Portrait, controls: MotionControls | None = None, sample_rate: int = 24000,
-                 seed: int = 0, **kwargs) -> None:  # fmt: skip
+                 seed: int = 0, clock: Clock = time.monotonic, **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self._portrait, self._controls, self._rate, self._seed = portrait, controls, sample_rate, seed
+        self._clock = clock  # the live session's (tests pass a ManualClock)
         self._live: LiveSession | None = None
         self._frames: asyncio.Queue[StreamFrame] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
+
+    @property
+    def live(self) -> LiveSession | None:
+        """The running session: None before the StartFrame and after the end."""
+        return self._live
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -63,7 +70,11 @@ class OpenVasaVideoProcessor(FrameProcessor):
         session = await asyncio.to_thread(
             TalkingSession, self._portrait, self._controls, self._seed, output_rate=self._rate
         )
-        self._live = LiveSession(session, lambda f: loop.call_soon_threadsafe(self._frames.put_nowait, f)).start()
+
+        def put(frame: StreamFrame) -> None:  # on the session thread
+            loop.call_soon_threadsafe(self._frames.put_nowait, frame)
+
+        self._live = LiveSession(session, put, clock=self._clock).start()
         self._sender = asyncio.create_task(self._send())
 
     async def _send(self) -> None:

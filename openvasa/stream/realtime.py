@@ -1,6 +1,10 @@
 """A TalkingSession on a clock: LiveSession runs it on its own thread, takes audio and commands from any
 thread, fills silence when no audio arrives (so the face keeps listening instead of freezing), and hands each
 frame to a callback. The server, the LiveKit and the Pipecat adapters all drive sessions through it.
+
+The clock is injectable (any callable returning seconds): tests and replays drive a session with a ManualClock,
+so what it does never depends on how fast the machine is; `step()` runs one turn of its loop on the caller's
+thread.
 """
 
 import logging
@@ -22,19 +26,38 @@ log = logging.getLogger(__name__)
 
 JITTER_S = 0.12  # audio may arrive this late before the session fills silence instead of waiting
 
+Clock = Callable[[], float]  # monotonic seconds
+
+
+class ManualClock:
+    """A clock that moves only when told to: live sessions driven by it behave the same on any machine."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
 
 @dataclass
 class LiveStats:
     """Latency from an audio chunk's arrival to the frame that shows its end, and frame counts."""
 
+    clock: Clock = time.monotonic
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     frames: int = 0
     speech_frames: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0
 
     def summary(self) -> dict[str, float]:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = max(self.clock() - self.started, 1e-9)
         return {
             "frames": self.frames,
             "fps": self.frames / elapsed,
@@ -48,15 +71,19 @@ class LiveSession:
     core's worth of work per second, so they draw their frames on a second thread, overlapping the next block's
     compute; the default sessions draw on the same thread (with a second one each, two sessions on 2 cores
     fell behind). on_frame(frame) is called for every frame, in order, on the drawing thread; it must
-    be quick (hand the frame to a queue)."""
+    be quick (hand the frame to a queue).
+
+    Without start(), nothing runs by itself: each step() is one turn of the loop on the caller's thread, frames
+    drawn inline (deterministic driving for tests, with a ManualClock)."""
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
-                 on_event: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
+                 on_event: Callable[[str, float], None] | None = None, clock: Clock = time.monotonic) -> None:  # fmt: skip
         self.session = session
         self.on_frame = on_frame
         self.on_event = on_event  # VAD events of the client's speech: ("speech_start" | "speech_end", seconds)
         self.jitter_s = jitter_s
-        self.stats = LiveStats()
+        self.clock = clock
+        self.stats = LiveStats(clock=clock, started=clock())
         self.error: Exception | None = None
         self._commands: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="openvasa-session", daemon=True)
@@ -71,14 +98,14 @@ class LiveSession:
         self._marks: deque[tuple[int, Callable[[], None]]] = deque()  # (frame, callback)
 
     def start(self) -> "LiveSession":
-        self.stats.started = time.monotonic()
-        self._thread.start()
-        if self._draw_apart:
+        self.stats.started = self.clock()
+        if self._draw_apart:  # first: frames go to it only once it runs
             self._drawer.start()
+        self._thread.start()
         return self
 
     def push_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
-        self._commands.put(("audio", pcm, sample_rate, time.monotonic()))
+        self._commands.put(("audio", pcm, sample_rate, self.clock()))
 
     def interrupt(self) -> None:
         self._commands.put(("interrupt",))
@@ -108,17 +135,29 @@ class LiveSession:
         threadpool_limits(1, user_api="blas")
         try:
             while not self._closed.is_set():
-                try:
-                    command = self._commands.get(timeout=0.01)
-                except queue.Empty:
-                    command = None
-                if command is not None:
-                    self._handle(command)
-                self._fill_silence()
-                self._emit()
+                self.step(wait_s=0.01)
         except Exception as e:  # reported to the owner, who closes the connection
             log.exception("session failed")
             self.error = e
+
+    def step(self, wait_s: float = 0.0) -> None:
+        """One turn: take every command queued so far (waiting up to wait_s for the first), then fill silence if
+        the clock has run ahead of the audio, then draw (or hand on) the frames computed. Every queued chunk is
+        taken before silence is decided, so silence is never put in the middle of speech that was waiting."""
+        try:
+            command = self._commands.get(timeout=wait_s) if wait_s > 0 else self._commands.get_nowait()
+        except queue.Empty:
+            command = None
+        while command is not None:
+            if command[0] == "close":
+                return
+            self._handle(command)
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                command = None
+        self._fill_silence()
+        self._emit()
 
     def _handle(self, command: tuple) -> None:
         kind = command[0]
@@ -150,7 +189,7 @@ class LiveSession:
     def _fill_silence(self, force: bool = False) -> None:
         """Keep the session's timeline up with the clock: when it falls behind (no audio is arriving), add
         silence, enough for the frames to keep coming."""
-        elapsed = time.monotonic() - self.stats.started
+        elapsed = self.clock() - self.stats.started
         behind = elapsed - self._audio_s
         if force or behind > self.jitter_s:
             seconds = max(behind, 0.0) + self.session.latency_frames / FPS if force else behind
@@ -161,7 +200,7 @@ class LiveSession:
     def _emit(self) -> None:
         """Draw the frames computed so far, or hand them to the drawing thread."""
         for frame, points in self.session.take():
-            if self._draw_apart:
+            if self._drawer.is_alive():
                 self._drawing.put((self._epoch, frame, points))
             else:
                 self._show(self._epoch, frame, points)
@@ -179,7 +218,7 @@ class LiveSession:
         if epoch != self._epoch:
             return
         self.session.render(frame, points)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if epoch != self._epoch:
                 return

@@ -19,6 +19,7 @@ import os
 import struct
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from openvasa.errors import OpenVasaError
 from openvasa.motion.controls import EMOTIONS, MotionControls
 from openvasa.pipeline import Portrait, prepare_portrait
-from openvasa.stream.realtime import LiveSession
+from openvasa.stream.realtime import Clock, LiveSession
 from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession, to_int16
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def create_app(max_sessions: int | None = None, steps: int = 10) -> FastAPI:
+def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = time.monotonic) -> FastAPI:
+    """The server's app; `clock` drives its live sessions (tests pass a ManualClock)."""
     state = ServerState(max_sessions=max_sessions or cores(), steps=steps)
 
     @asynccontextmanager
@@ -252,7 +254,7 @@ def create_app(max_sessions: int | None = None, steps: int = 10) -> FastAPI:
         def on_event(kind: str, seconds: float) -> None:  # VAD: the client started or stopped speaking
             loop.call_soon_threadsafe(outgoing.put_nowait, json.dumps({"type": kind, "t": round(seconds, 3)}))
 
-        live = LiveSession(session, on_frame, on_event=on_event).start()
+        live = LiveSession(session, on_frame, on_event=on_event, clock=clock).start()
         session_id = uuid.uuid4().hex[:8]
         state.live[session_id] = live
 

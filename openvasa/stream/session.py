@@ -241,8 +241,9 @@ _NOT_DRAWN = np.zeros((0, 0, 3), np.uint8)
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] -> int16 PCM, as the server and the adapters send frames' audio."""
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    """Float samples in [-1, 1] -> int16 PCM, as the server and the adapters send frames' audio: the exact
+    inverse of the int16 -> float conversion of pushed audio, so a client gets back the very samples it sent."""
+    return np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2")
 
 
 def int16_mono(data: bytes, channels: int) -> np.ndarray:
