@@ -10,8 +10,7 @@ import tempfile
 from pathlib import Path
 
 from openvasa.errors import OpenVasaError
-from openvasa.motion.controls import EMOTIONS, MotionControls
-from openvasa.motion.generator import MOTION_MODELS, GenerationSettings
+from openvasa.motion.controls import EMOTIONS, MOTION_MODELS, MotionControls
 
 DEMO_TEXT = (
     "Hello! I am a talking portrait made by open vasa. I run in real time on an ordinary laptop, "
@@ -175,6 +174,8 @@ def run(args: argparse.Namespace) -> Path:
             emotion_strength=args.emotion_strength,
             motion_scale=args.motion_scale,
         )
+        from openvasa.motion.generator import GenerationSettings
+
         settings = GenerationSettings(steps=args.steps, cfg_audio=args.cfg_audio)
         return pipeline.generate(
             args.image,

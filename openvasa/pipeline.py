@@ -14,8 +14,8 @@ from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity, rest_fra
 from openvasa.face.track import gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
-from openvasa.motion.controls import MotionControls
-from openvasa.motion.generator import MOTION_MODELS, GenerationSettings, load_generator
+from openvasa.motion.controls import MOTION_MODELS, MotionControls
+from openvasa.motion.generator import GenerationSettings, load_generator
 from openvasa.render.renderer import PortraitRenderer
 
 log = logging.getLogger(__name__)

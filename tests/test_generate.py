@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,3 +77,16 @@ def test_cli_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--gaze", "--distance", "--emotion", "--seed", "--fps", "--motion-scale", "--face-index"):
         assert option in text
+
+
+def test_cli_help_loads_no_heavy_library():
+    """`openvasa --help` answers at once: torch, OpenCV, MediaPipe, PyAV and CTranslate2 load only for real work."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from openvasa.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['generate', '--help'])\n"
+        "print(sorted(m for m in ('torch', 'cv2', 'mediapipe', 'av', 'ctranslate2', 'scipy') if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

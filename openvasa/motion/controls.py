@@ -16,6 +16,7 @@ from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis
 
 EMOTIONS = ("neutral", "happy", "sad", "surprised", "angry")
+MOTION_MODELS = ("dit", "baseline")  # the learned model (openvasa.motion.generator), the hand-built one (baseline)
 
 _RIGHT_BROW = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
 _LEFT_BROW = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)

@@ -42,7 +42,6 @@ from openvasa.motion.signals import (
 )
 
 CHECKPOINT_FILE = "motion_dit.pt"
-MOTION_MODELS = ("dit", "baseline")  # the learned model, and the hand-built one (openvasa.motion.baseline)
 MODEL_FPS = 25.0
 
 
