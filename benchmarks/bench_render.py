@@ -2,7 +2,8 @@
 
     python benchmarks/bench_render.py [--frames 200]
 
-Prints per-stage milliseconds and frames per second, and the render target ratio (fps / 40).
+Prints per-stage milliseconds, frames per second and cost in remaps (multiples of one full-frame 512² cv2.remap
+timed in the same run: figures that hold between machines), and the render target ratio (fps / 40).
 """
 
 import argparse
@@ -17,6 +18,7 @@ from openvasa.face.detect import FaceAnalyzer
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.io.media import write_video
 from openvasa.pipeline import prepare_portrait
+from openvasa.render.speed import cpu_name, remap_seconds
 
 RENDER_TARGET_FPS = 40.0
 
@@ -69,9 +71,11 @@ def main() -> None:
             timed(lambda: write_video(Path(tmp) / "b.mp4", frames, 25.0, audio), 1) / n
         )
 
-    print(f"{'stage':58s} {'ms':>8s} {'fps':>8s}")
+    remap = remap_seconds()
+    print(f"CPU: {cpu_name()}; one 512² cv2.remap: {remap * 1000:.2f} ms")
+    print(f"{'stage':58s} {'ms':>8s} {'fps':>8s} {'remaps':>8s}")
     for name, seconds in results.items():
-        print(f"{name:58s} {seconds * 1000:8.2f} {1 / seconds:8.1f}")
+        print(f"{name:58s} {seconds * 1000:8.2f} {1 / seconds:8.1f} {seconds / remap:8.1f}")
     render_fps = 1 / results["render (per frame)"]
     per_frame = sum(
         v for k, v in results.items() if "per frame" in k and "tracking" not in k and "encode (per" not in k

@@ -1,15 +1,22 @@
 """Real-time streaming benchmark: speech fed in real time in 20 ms chunks to 1..N concurrent live sessions.
 
     python benchmarks/bench_stream.py [--seconds 30] [--sessions 1,2] [--steps 10] [--low-latency] [--audio FILE]
+                                      [--background-load N]
 
 For each number of sessions it reports: latency from an audio chunk's arrival to the frame that shows its end
 (p50/p95), sustained frames per second per session, frames that fell behind real time by more than 0.5 s
 ("late": a client showing them in time would drop them), the drift between the audio clock and the frames at
 the end, process CPU use (cores) and peak memory, and each stage's compute per second of video. Frames are
-JPEG-encoded as the server sends them.
+JPEG-encoded as the server sends them. Pictures skipped: frames sent with the previous picture because they were
+too late to be live (their audio still on time); "pictures/s" is what a viewer sees.
+
+Each stage's cost per frame is also printed in remaps: multiples of one full-frame 512² cv2.remap timed in the
+same run, figures that hold from one machine to another. --background-load N runs N busy processes beside the
+sessions, as another program on the machine would.
 """
 
 import argparse
+import multiprocessing
 import resource
 import threading
 import time
@@ -20,6 +27,7 @@ import skimage.data
 
 from openvasa.io.media import load_audio
 from openvasa.pipeline import prepare_portrait
+from openvasa.render.speed import cpu_name, remap_seconds
 from openvasa.stream.realtime import LiveSession
 from openvasa.stream.server import frame_message
 from openvasa.stream.session import StreamFrame, TalkingSession
@@ -84,6 +92,7 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10, low
                 if len(frames)
                 else 0.0,
                 "frames": len(frames),
+                "skipped": live.stats.skipped_pictures,
                 "error": repr(live.error) if live.error else "",
             }
         )
@@ -92,6 +101,8 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10, low
         "latency_p50_ms": float(np.mean([r["p50"] for r in rows])),
         "latency_p95_ms": float(np.max([r["p95"] for r in rows])),
         "fps_per_session": float(np.mean([r["fps"] for r in rows])),
+        "pictures_per_s": float(np.mean([r["fps"] * (1 - r["skipped"] / max(1, r["frames"])) for r in rows])),
+        "skipped_pictures": sum(r["skipped"] for r in rows),
         "late_frames": sum(r["late"] for r in rows),
         "drift_s": float(np.max([abs(r["drift_s"]) for r in rows])),
         "cpu_cores": cpu / wall,
@@ -106,6 +117,11 @@ def run(n_sessions: int, seconds: float, audio: np.ndarray, steps: int = 10, low
     }
 
 
+def _busy() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -113,22 +129,42 @@ def main() -> None:
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per block (default 10)")
     parser.add_argument("--low-latency", action="store_true", help="1-frame blocks (the low-latency motion model)")
+    parser.add_argument("--background-load", type=int, default=0, help="busy processes beside the sessions")
     args = parser.parse_args()
     audio = load_audio(args.audio)
+    remap_ms = 1000 * remap_seconds()
+    print(f"CPU: {cpu_name()}; one 512² cv2.remap: {remap_ms:.2f} ms; background load: {args.background_load}")
+    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.background_load)]
+    for process in busy:
+        process.start()
     print(
-        "| sessions | latency p50 (ms) | latency p95 (ms) | fps per session | late frames | drift (s) | CPU cores | peak RSS (MB) |"
+        "| sessions | latency p50 (ms) | latency p95 (ms) | fps per session | pictures/s | pictures skipped "
+        "| late frames | drift (s) | CPU cores | peak RSS (MB) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for n in (int(s) for s in args.sessions.split(",")):
-        r = run(n, args.seconds, audio, args.steps, args.low_latency)
-        print(
-            f"| {n} | {r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['fps_per_session']:.1f} | "
-            f"{r['late_frames']} | {r['drift_s']:+.2f} | {r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |",
-            flush=True,
-        )
-        print("  compute per second of video (ms):", {k: round(v) for k, v in r["stage_ms_per_s"].items()}, flush=True)
-        if r["errors"]:
-            print("errors:", r["errors"])
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    try:
+        for n in (int(s) for s in args.sessions.split(",")):
+            r = run(n, args.seconds, audio, args.steps, args.low_latency)
+            print(
+                f"| {n} | {r['latency_p50_ms']:.0f} | {r['latency_p95_ms']:.0f} | {r['fps_per_session']:.1f} | "
+                f"{r['pictures_per_s']:.1f} | {r['skipped_pictures']} | {r['late_frames']} | {r['drift_s']:+.2f} | "
+                f"{r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |",
+                flush=True,
+            )
+            stages = r["stage_ms_per_s"]
+            per_frame = {k: v / 25.0 for k, v in stages.items()}
+            print("  compute per second of video (ms):", {k: round(v) for k, v in stages.items()}, flush=True)
+            print(
+                "  per frame in remaps:",
+                {k: round(float(v) / remap_ms, 1) for k, v in per_frame.items()},
+                f"total {sum(per_frame.values()) / remap_ms:.1f}",
+                flush=True,
+            )
+            if r["errors"]:
+                print("errors:", r["errors"])
+    finally:
+        for process in busy:
+            process.terminate()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Offline pipelines as short compositions of the stages: portrait -> motion latents -> frames -> mp4."""
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,6 +24,7 @@ from openvasa.render.renderer import PortraitRenderer
 log = logging.getLogger(__name__)
 
 REENACT_MODES = ("full", "pose", "expression")
+RENDER_AHEAD = 8  # frames rendered ahead of the video encoder, on a second thread
 POSE_SMOOTHING_FRAMES = 0.8  # Gaussian sigma: removes tracking jitter, keeps real head motion
 
 
@@ -81,11 +85,59 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
             pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
         )
     frames = render_latents(portrait, latent, codec)
+    if output is not None:
+        frames = in_background(frames)
     if on_progress is not None:
         frames = _reporting(frames, len(latent), on_progress)
     if output is None:
         return list(frames)
     return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
+
+
+T = TypeVar("T")
+
+
+def in_background(items: Iterator[T], depth: int = RENDER_AHEAD) -> Iterator[T]:
+    """The same items, produced on a second thread up to `depth` ahead of the consumer. Rendering (OpenCV and
+    NumPy release the GIL) then overlaps the video encoder on the other core. An error in the producer is raised
+    in the consumer; a consumer that stops early stops the producer."""
+    buffer: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # raised again in the consumer
+            put(_Failure(e))
+
+    thread = threading.Thread(target=produce, name="openvasa-render", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not end:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
 
 
 def _reporting(frames: Iterator[np.ndarray], total: int, on_progress: Callable[[float], None]) -> Iterator[np.ndarray]:
@@ -139,4 +191,4 @@ def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Pat
     frames = render_latents(portrait, latent, codec)
     if output is None:
         return list(frames)
-    return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress)
+    return write_video(output, in_background(frames), clip.fps, clip.audio, n_frames=len(latent), progress=progress)

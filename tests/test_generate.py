@@ -13,7 +13,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.track import track_frames
 from openvasa.io.media import probe_duration, read_video
-from openvasa.pipeline import generate
+from openvasa.pipeline import generate, in_background
 
 from .conftest import shared_file
 
@@ -90,3 +90,27 @@ def test_cli_help_loads_no_heavy_library():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_background_rendering_keeps_order_errors_and_stops():
+    """Frames rendered on a second thread come in order; a render error reaches the writer (which then leaves
+    no file); a writer that stops early stops the renderer."""
+    assert list(in_background(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise OpenVasaError("render failed")
+
+    with pytest.raises(OpenVasaError, match="render failed"):
+        list(in_background(failing()))
+    produced = []
+
+    def counting():
+        for i in range(10**6):
+            produced.append(i)
+            yield i
+
+    frames = in_background(counting(), depth=2)
+    next(frames)
+    frames.close()
+    assert len(produced) < 10

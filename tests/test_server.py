@@ -58,7 +58,9 @@ def test_live_session_over_websocket(client: TestClient, latency: str) -> None:
                 frames.append(parse_frame(message["bytes"]))
             else:
                 events.append(json.loads(message["text"])["type"])
-        assert client.get("/api/metrics").json()["active_sessions"] == 1
+        metrics = client.get("/api/metrics").json()
+        assert metrics["active_sessions"] == 1
+        assert all(session["skipped_pictures"] >= 0 for session in metrics["sessions"].values())
         ws.send_text(json.dumps({"type": "interrupt"}))
         ws.send_text(json.dumps({"type": "stop"}))
     assert "speech_start" in events

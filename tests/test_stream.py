@@ -137,23 +137,34 @@ def test_live_session_keeps_time_without_audio(astronaut_portrait, speech16: np.
     assert stats["latency_p50_ms"] > 0
 
 
-def test_live_session_never_puts_silence_into_speech(astronaut_portrait, speech16: np.ndarray) -> None:
-    """Drawing far slower than real time (100 ms of clock a frame): the clock runs ahead, chunks queue up while
-    frames are drawn, and still the audio that comes back is the audio pushed, sample for sample, no gaps."""
-    frames = []
+def test_a_slow_machine_skips_pictures_never_audio(astronaut_portrait, speech16: np.ndarray) -> None:
+    """Drawing at a quarter of real time (160 ms of clock a picture): chunks queue up while pictures are drawn,
+    and still the audio that comes back is the audio pushed, sample for sample, with no silence put into it;
+    pictures too late to be live are skipped (counted), so latency stays bounded instead of growing."""
+    session = TalkingSession(astronaut_portrait)
     clock = ManualClock()
+    draw = session.render
 
-    def slow_draw(frame) -> None:
-        frames.append(frame)
-        clock.advance(0.1)
+    def slow_render(frame, points) -> None:
+        draw(frame, points)
+        clock.advance(0.16)
 
-    live = LiveSession(TalkingSession(astronaut_portrait), slow_draw, clock=clock)
-    pcm = (speech16[:32000] * 32767).astype(np.int16)
-    _drive_live(live, clock, list(_chunks(pcm, 320)), seconds=10.0)
+    session.render = slow_render
+    frames = []
+    live = LiveSession(session, frames.append, clock=clock)
+    pcm = (speech16[:48000] * 32767).astype(np.int16)
+    _drive_live(live, clock, list(_chunks(pcm, 320)), seconds=5.0)
     played = np.concatenate([f.audio for f in frames])
     assert len(played) > len(pcm)
     np.testing.assert_array_equal(played[: len(pcm)], pcm / np.float32(32768))
-    assert all(f.speech for f in frames[:50])
+    assert all(f.speech for f in frames[:70])
+    stats = live.stats.summary()
+    skipped = [f.skipped for f in frames]
+    print(f"\n{stats}")
+    assert stats["skipped_pictures"] == sum(skipped) > len(frames) / 2, "most pictures are skipped"
+    assert not skipped[0] and not all(skipped[-25:]), "pictures keep coming, fewer of them"
+    assert all(f.image is frames[i - 1].image for i, f in enumerate(frames) if f.skipped), "the last picture again"
+    assert stats["latency_p95_ms"] <= 400, "latency stays bounded"
 
 
 def test_live_session_thread_follows_its_clock(astronaut_portrait, speech16: np.ndarray) -> None:

@@ -25,6 +25,10 @@ from openvasa.stream.session import StreamFrame, TalkingSession
 log = logging.getLogger(__name__)
 
 JITTER_S = 0.12  # audio may arrive this late before the session fills silence instead of waiting
+# A frame whose audio arrived longer ago than this is sent with the previous picture instead of a new one: a
+# machine that cannot draw 25 pictures a second stays live (latency bounded, audio on time) at a lower picture
+# rate, instead of falling further and further behind.
+SKIP_AFTER_S = 0.3
 
 Clock = Callable[[], float]  # monotonic seconds
 
@@ -53,6 +57,7 @@ class LiveStats:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     frames: int = 0
     speech_frames: int = 0
+    skipped_pictures: int = 0  # frames sent with the previous picture: the machine could not keep up
     started: float = 0.0
 
     def summary(self) -> dict[str, float]:
@@ -61,6 +66,8 @@ class LiveStats:
         return {
             "frames": self.frames,
             "fps": self.frames / elapsed,
+            "pictures_fps": (self.frames - self.skipped_pictures) / elapsed,
+            "skipped_pictures": self.skipped_pictures,
             "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
         }
@@ -77,11 +84,13 @@ class LiveSession:
     drawn inline (deterministic driving for tests, with a ManualClock)."""
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
-                 on_event: Callable[[str, float], None] | None = None, clock: Clock = time.monotonic) -> None:  # fmt: skip
+                 on_event: Callable[[str, float], None] | None = None, clock: Clock = time.monotonic,
+                 skip_after_s: float = SKIP_AFTER_S) -> None:  # fmt: skip
         self.session = session
         self.on_frame = on_frame
         self.on_event = on_event  # VAD events of the client's speech: ("speech_start" | "speech_end", seconds)
         self.jitter_s = jitter_s
+        self.skip_after_s = skip_after_s
         self.clock = clock
         self.stats = LiveStats(clock=clock, started=clock())
         self.error: Exception | None = None
@@ -94,7 +103,9 @@ class LiveSession:
         self._lock = threading.Lock()  # arrivals, marks and the epoch, shared by the two threads
         self._closed = threading.Event()
         self._audio_s = 0.0  # seconds of audio (speech + fill) given to the session: its timeline
-        self._arrivals: deque[tuple[int, float]] = deque()  # (frame showing a chunk's end, arrival time)
+        # (frame showing a chunk's end, arrival time, client speech or filled silence)
+        self._arrivals: deque[tuple[int, float, bool]] = deque()
+        self._last_picture: np.ndarray | None = None
         self._marks: deque[tuple[int, Callable[[], None]]] = deque()  # (frame, callback)
 
     def start(self) -> "LiveSession":
@@ -167,7 +178,7 @@ class LiveSession:
             self.session.push_audio(pcm, rate)
             self._audio_s += seconds
             with self._lock:
-                self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived))
+                self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, arrived, True))
             while self.session.events:
                 event = self.session.events.popleft()
                 if self.on_event is not None:
@@ -196,6 +207,8 @@ class LiveSession:
             seconds = max(seconds, 1 / FPS)
             self.session.idle(seconds)
             self._audio_s += round(seconds * SAMPLE_RATE) / SAMPLE_RATE
+            with self._lock:
+                self._arrivals.append((int(np.ceil(self._audio_s * FPS)) - 1, self.clock(), False))
 
     def _emit(self) -> None:
         """Draw the frames computed so far, or hand them to the drawing thread."""
@@ -214,18 +227,31 @@ class LiveSession:
             self.error = e
 
     def _show(self, epoch: int, frame: StreamFrame, points: np.ndarray) -> None:
-        """Draw a frame and hand it on, unless an interrupt came after it was computed."""
+        """Draw a frame and hand it on, unless an interrupt came after it was computed. A frame already later
+        than skip_after_s keeps the previous picture: its audio goes out on time, the picture is skipped."""
         if epoch != self._epoch:
             return
-        self.session.render(frame, points)
+        with self._lock:
+            # The first chunk whose end this frame shows or precedes (earlier ones went with earlier frames):
+            # this frame's audio had come by then.
+            arrived = self._arrivals[0][1] if self._arrivals else None
+        late = arrived is not None and self.clock() - arrived > self.skip_after_s
+        if late and self._last_picture is not None:
+            frame.image, frame.skipped = self._last_picture, True
+        else:
+            self.session.render(frame, points)
+            self._last_picture = frame.image
         now = self.clock()
         with self._lock:
             if epoch != self._epoch:
                 return
             while self._arrivals and self._arrivals[0][0] <= frame.index:
-                self.stats.latencies_ms.append(1000 * (now - self._arrivals.popleft()[1]))
+                _, arrived, speech = self._arrivals.popleft()
+                if speech:
+                    self.stats.latencies_ms.append(1000 * (now - arrived))
             self.stats.frames += 1
             self.stats.speech_frames += frame.speech
+            self.stats.skipped_pictures += frame.skipped
         self.on_frame(frame)
         with self._lock:
             due = []

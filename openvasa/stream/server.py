@@ -4,8 +4,9 @@ Live protocol (WebSocket /ws/{portrait_id}?gaze=x,y&distance=1&emotion=happy&mot
   client -> server  text {"type": "start", "sample_rate": 48000}, then binary int16 mono PCM chunks of any
                     size; text {"type": "interrupt"} drops the audio not yet shown; {"type": "stop"} ends.
   server -> client  binary frames: b"F" + uint32 frame index + uint32 audio byte count + int16 PCM at the
-                    client's rate + JPEG bytes (empty when the client was too slow and the picture was dropped;
-                    the audio is never dropped). Text {"type": "ready", "fps": 25} first; text
+                    client's rate + JPEG bytes (empty when the client was too slow and the picture was dropped,
+                    or the server was and skipped it: keep showing the last picture; the audio is never
+                    dropped). Text {"type": "ready", "fps": 25} first; text
                     {"type": "speech_start" | "speech_end", "t": seconds} when the client starts or stops talking.
 HTTP: GET / (web page), GET /api/portraits, POST /api/portraits (image upload), GET /api/health,
 GET /api/metrics, POST /api/generate (offline: audio upload -> job), GET /api/jobs/{id}, GET /api/jobs/{id}/video.
@@ -249,7 +250,8 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
             slow = outgoing.qsize() >= OUTGOING_FRAMES
             if slow:
                 state.dropped_frames += 1
-            loop.call_soon_threadsafe(outgoing.put_nowait, frame_message(frame, frame.audio, with_image=not slow))
+            picture = not (slow or frame.skipped)  # a skipped picture: the client keeps showing the last one
+            loop.call_soon_threadsafe(outgoing.put_nowait, frame_message(frame, frame.audio, with_image=picture))
 
         def on_event(kind: str, seconds: float) -> None:  # VAD: the client started or stopped speaking
             loop.call_soon_threadsafe(outgoing.put_nowait, json.dumps({"type": kind, "t": round(seconds, 3)}))

@@ -54,6 +54,7 @@ class StreamFrame:
     image: np.ndarray  # (512, 512, 3) uint8 RGB
     audio: np.ndarray  # the samples shown with this frame, at the session's output rate (float32)
     speech: bool  # whether this frame's audio came from the client (False: idle fill or after an interrupt)
+    skipped: bool = False  # drawn too late to be live: the image is the previous frame's (LiveSession)
 
 
 @dataclass
