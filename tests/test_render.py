@@ -1,5 +1,7 @@
 """Renderer checks by re-detecting landmarks in rendered frames."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,17 @@ def test_gaze_moves_the_irises(astronaut_portrait, codec, redetector):
     _, _, found = render_and_redetect(astronaut_portrait, codec, redetector, latent)
     after = measure_eyes(to_canonical(found[None], latent.pose))[0]
     assert (after[[2, 4]] - before[[2, 4]] > 0.05).all(), (before, after)
+
+
+GOLDEN = Path(__file__).parent / "data" / "golden_render.npz"
+
+
+def test_frames_match_the_golden_frames(astronaut_portrait):
+    """Speed-ups keep the pictures: frames drawn for stored targets (head turned with the mouth open; turned the
+    other way, eyes nearly shut, leaning in) match the frames the renderer drew before them."""
+    golden = np.load(GOLDEN)
+    for target, expected in zip(golden["targets"], golden["frames"], strict=True):
+        frame = astronaut_portrait.renderer.render(target.astype(np.float64))
+        diff = np.abs(frame.astype(int) - expected)
+        print(f"\ngolden frame: mean |diff| {diff.mean():.4f}, 99.9th percentile {np.percentile(diff, 99.9):.0f}")
+        assert diff.mean() < 0.3 and np.percentile(diff, 99.9) <= 12

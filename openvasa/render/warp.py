@@ -73,19 +73,23 @@ class MeshWarper:
         """Per-pixel source coordinates (map_x, map_y), each (S, S) float32, for cv2.remap."""
         target = self.target_points(target_landmarks)
         tri_xy = target[self.triangles][..., :2]  # (F, 3, 2)
-        target_h = np.concatenate([tri_xy, np.ones((len(tri_xy), 3, 1))], 2)  # (F, 3, 3)
-        det = np.linalg.det(target_h)
+        coeffs, det = _affines(tri_xy, self._source_tri[..., :2])  # (F, 3, 2), (F,)
         ok = np.abs(det) > 1e-6
-        coeffs = np.zeros((len(tri_xy), 3, 2))
-        # Affine A with source = [x, y, 1] @ A: solve target_h @ A = source per triangle.
-        coeffs[ok] = np.linalg.solve(target_h[ok], self._source_tri[ok][..., :2])
         back_facing = np.sign(det) != self._source_orientation
         ids = self._raster_ids(tri_xy, target[self.triangles][..., 2].mean(1), ok, back_facing)
-        gx, gy = self._grid
-        c = coeffs.astype(np.float32)[ids]  # (S, S, 3, 2)
-        map_x = gx * c[..., 0, 0] + gy * c[..., 1, 0] + c[..., 2, 0]
-        map_y = gx * c[..., 0, 1] + gy * c[..., 1, 1] + c[..., 2, 1]
-        return map_x, map_y
+        # One contiguous coefficient table per term, gathered by triangle id: 2x faster than gathering (S, S, 3, 2)
+        # and reading it strided. Rows: x and y from the pixel's x, from its y, and the constant.
+        table = np.ascontiguousarray(coeffs.astype(np.float32).reshape(-1, 6).T)
+        maps = []
+        for axis in (0, 1):
+            source = np.take(table[axis], ids)
+            source *= self._grid[0]
+            from_y = np.take(table[2 + axis], ids)
+            from_y *= self._grid[1]
+            source += from_y
+            source += np.take(table[4 + axis], ids)
+            maps.append(source)
+        return maps[0], maps[1]
 
     def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray, back_facing: np.ndarray) -> np.ndarray:
         """(S, S) int32 id of the triangle covering each pixel. Triangles that turned away from the camera
@@ -93,14 +97,34 @@ class MeshWarper:
         layer, far before near within a layer, so near ones win where the mesh folds."""
         ids = np.zeros((self.size, self.size), np.int32)
         fixed = np.round(tri_xy * (1 << SUBPIXEL_BITS)).astype(np.int32)
-        for f in np.lexsort((-depth, self.triangle_layer, ~back_facing)):
-            if ok[f]:
-                cv2.fillConvexPoly(ids, fixed[f], int(f), lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
+        order = np.lexsort((-depth, self.triangle_layer, ~back_facing))
+        order = order[ok[order]]
+        # ~1200 calls a frame: positional arguments and pre-sliced vertices keep Python's share small.
+        for f, vertices in zip(order.tolist(), fixed[order], strict=True):
+            cv2.fillConvexPoly(ids, vertices, f, cv2.LINE_8, SUBPIXEL_BITS)
         return ids
 
     def warp(self, source_image: np.ndarray, target_landmarks: np.ndarray) -> np.ndarray:
         map_x, map_y = self.backward_map(target_landmarks)
         return cv2.remap(source_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per triangle, the affine A (3, 2) with source = [x, y, 1] @ A for its target vertices, in closed form
+    (Cramer's rule: 10x faster than a batched solve), and the determinant of [target | 1] (0 when degenerate,
+    whose A is left 0). target, source: (F, 3, 2)."""
+    x, y = target[..., 0], target[..., 1]
+    # Cofactors of the 3x3 matrix [[x0, y0, 1], [x1, y1, 1], [x2, y2, 1]], transposed: its adjugate.
+    adjugate = np.stack([
+        np.stack([y[:, 1] - y[:, 2], y[:, 2] - y[:, 0], y[:, 0] - y[:, 1]], -1),
+        np.stack([x[:, 2] - x[:, 1], x[:, 0] - x[:, 2], x[:, 1] - x[:, 0]], -1),
+        np.stack([x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1], x[:, 2] * y[:, 0] - x[:, 0] * y[:, 2],
+                  x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0]], -1),
+    ], 1)  # fmt: skip
+    det = x[:, 0] * adjugate[:, 0, 0] + x[:, 1] * adjugate[:, 0, 1] + x[:, 2] * adjugate[:, 0, 2]  # first column
+    ok = np.abs(det) > 1e-6
+    scale = np.where(ok, 1 / np.where(ok, det, 1), 0)
+    return (adjugate * scale[:, None, None]) @ source, det
 
 
 def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
