@@ -13,7 +13,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.track import track_frames
 from openvasa.io.media import probe_duration, read_video
-from openvasa.pipeline import generate, in_background
+from openvasa.pipeline import generate, render_latents
 
 from .conftest import shared_file
 
@@ -92,25 +92,29 @@ def test_cli_help_loads_no_heavy_library():
     assert loaded.strip() == "[]"
 
 
-def test_background_rendering_keeps_order_errors_and_stops():
-    """Frames rendered on a second thread come in order; a render error reaches the writer (which then leaves
-    no file); a writer that stops early stops the renderer."""
-    assert list(in_background(iter(range(100)), depth=3)) == list(range(100))
+def test_threaded_rendering_keeps_order_errors_and_stops(astronaut_portrait, codec, monkeypatch):
+    """Frames drawn on two threads come out in order, the same as on one; a drawing error reaches the consumer
+    (the writer, which then leaves no file); a consumer that stops early stops the drawing."""
+    latent = astronaut_portrait.identity.reference[np.zeros(12, int)].copy()
+    latent.pose[:, 0] += np.linspace(-0.1, 0.1, 12)
+    serial = list(render_latents(astronaut_portrait, latent, codec, threads=1))
+    threaded = list(render_latents(astronaut_portrait, latent, codec, threads=2))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, threaded, strict=True))
+    drawn = []
+    render = astronaut_portrait.renderer.render
 
-    def failing():
-        yield 1
-        raise OpenVasaError("render failed")
+    def failing(points):
+        drawn.append(1)
+        if len(drawn) == 5:
+            raise OpenVasaError("render failed")
+        return render(points)
 
+    monkeypatch.setattr(astronaut_portrait.renderer, "render", failing)
     with pytest.raises(OpenVasaError, match="render failed"):
-        list(in_background(failing()))
-    produced = []
-
-    def counting():
-        for i in range(10**6):
-            produced.append(i)
-            yield i
-
-    frames = in_background(counting(), depth=2)
+        list(render_latents(astronaut_portrait, latent, codec))
+    drawn.clear()
+    long = astronaut_portrait.identity.reference[np.zeros(200, int)]
+    frames = render_latents(astronaut_portrait, long, codec)
     next(frames)
     frames.close()
-    assert len(produced) < 10
+    assert len(drawn) < 20
