@@ -129,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--max-sessions", type=int, default=None, help="live sessions at once (default: one per CPU core)")
+    srv.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="live sessions at once (default: as many as fit at 25 fps, measured at start)",
+    )
     srv.add_argument("--steps", type=int, default=10, help="sampling steps of the live motion model")
     return parser
 

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from openvasa.io.media import load_audio, probe_duration
 from openvasa.stream.realtime import ManualClock
-from openvasa.stream.server import create_app
+from openvasa.stream.server import create_app, session_cost, sessions_that_fit
 from tests.conftest import shared_file
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
@@ -157,18 +157,44 @@ def test_web_page_in_headless_chromium() -> None:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             assert page.title().startswith("openvasa")
-            page.click("#mic")  # the fake microphone plays a tone
+            # Alive at once: the portrait is drawn, and moves (blinks, head), before anyone talks.
             page.wait_for_function("window.openvasa.drawn > 10", timeout=60000)
             sample = "Array.from(document.getElementById('view').getContext('2d').getImageData(150, 150, 200, 200).data.filter((_, i) => i % 16 === 0))"
             first = np.array(page.evaluate(sample))
-            page.wait_for_function("window.openvasa.drawn > 40", timeout=60000)
+            page.wait_for_function("window.openvasa.drawn > 60", timeout=60000)
             second = np.array(page.evaluate(sample))
+            # Each slider shows its value.
+            page.evaluate(
+                "(() => { const d = document.getElementById('distance'); d.value = '1.2'; d.dispatchEvent(new Event('input')); })()"
+            )
+            assert page.text_content("#distanceValue") == "1.20×"
+            page.click("#mic")  # the fake microphone plays a tone
+            page.wait_for_function("window.openvasa.stats !== null && window.openvasa.stats.frames > 25", timeout=60000)
+            stats = page.text_content("#stats")
+            # A second visitor while the one session is in use gets a readable answer.
+            other = browser.new_page()
+            other.goto(f"http://127.0.0.1:{port}/")
+            other.wait_for_function("document.getElementById('status').textContent.includes('busy:')", timeout=60000)
+            busy = other.text_content("#status")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "web_page.png"))
             page.click("#stop")
             browser.close()
+        print(f"\nstats: {stats}\nsecond visitor: {busy}")
         assert first.std() > 10, "a face is drawn, not a blank canvas"
-        assert np.abs(first - second).mean() > 0.2, "the drawn face moves"
+        assert np.abs(first - second).mean() > 0.2, "the drawn face moves before anyone talks"
+        assert "latency p50" in stats and "pictures/s" in stats
+        assert busy.startswith("The server is busy")
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_capacity_is_measured(astronaut_portrait) -> None:
+    """serve's default session limit: one live session is run on this machine and timed per frame; as many
+    sessions fit as 85% of the cores can run at 25 fps, and never fewer than one."""
+    cost = session_cost(astronaut_portrait, seconds=1.0)
+    print(f"\none live session: {cost * 1000:.1f} ms a frame")
+    assert 0.001 < cost < 1.0
+    assert sessions_that_fit(0.033, 2) == 2 and sessions_that_fit(0.035, 2) == 1  # 0.83 and 0.88 cores each
+    assert sessions_that_fit(0.010, 4) == 13 and sessions_that_fit(0.5, 1) == 1

@@ -7,7 +7,9 @@ Live protocol (WebSocket /ws/{portrait_id}?gaze=x,y&distance=1&emotion=happy&mot
                     client's rate + JPEG bytes (empty when the client was too slow and the picture was dropped,
                     or the server was and skipped it: keep showing the last picture; the audio is never
                     dropped). Text {"type": "ready", "fps": 25} first; text
-                    {"type": "speech_start" | "speech_end", "t": seconds} when the client starts or stops talking.
+                    {"type": "speech_start" | "speech_end", "t": seconds} when the client starts or stops talking;
+                    text {"type": "stats", ...} every second: latency p50/p95 (ms), frames and pictures per second,
+                    pictures skipped by the server and dropped for the client.
 HTTP: GET / (web page), GET /api/portraits, POST /api/portraits (image upload), GET /api/health,
 GET /api/metrics, POST /api/generate (offline: audio upload -> job), GET /api/jobs/{id}, GET /api/jobs/{id}/video.
 """
@@ -36,7 +38,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from openvasa.errors import OpenVasaError
 from openvasa.motion.controls import EMOTIONS, MotionControls
 from openvasa.pipeline import Portrait, prepare_portrait
-from openvasa.stream.realtime import Clock, LiveSession
+from openvasa.stream.realtime import Clock, LiveSession, ManualClock
 from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession, to_int16
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 OUTGOING_FRAMES = 25  # frames queued per client (1 s); beyond that pictures are dropped, audio kept
 JPEG_QUALITY = 80
 PORTRAIT_CACHE = 16
+STATS_EVERY_S = 1.0
 
 
 @dataclass
@@ -114,9 +117,48 @@ def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) 
 
 
 def cores() -> int:
-    """CPU cores this process may use: the default number of live sessions. A session uses 0.7 of a core; two
-    fit on 2 cores, three fall behind (benchmarks/bench_stream.py). Low-latency sessions use 1.1 cores each."""
+    """CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def session_cost(portrait: Portrait, steps: int = 10, seconds: float = 3.0) -> float:
+    """Seconds of compute a default live session spends per frame on this machine: features, motion, drawing and
+    JPEG, measured by running one (on its own thread, single-threaded as live sessions run) over `seconds` of
+    speech-like sound pushed at once, after one second that loads the models; its clock does not move, so no
+    silence is added."""
+    rate = SUPPORTED_RATES[1]
+    t = np.arange(int((1 + seconds) * rate)) / rate
+    sound = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32)  # syllables
+    frames: list[int] = []
+    arrived = threading.Condition()
+
+    def on_frame(frame: StreamFrame) -> None:
+        frame_message(frame, frame.audio, with_image=True)
+        with arrived:
+            frames.append(frame.index)
+            arrived.notify_all()
+
+    def wait_for(n: int) -> None:
+        with arrived:
+            if not arrived.wait_for(lambda: len(frames) >= n, timeout=120):
+                raise OpenVasaError("the live session made no frames while measuring this machine")
+
+    live = LiveSession(TalkingSession(portrait, steps=steps), on_frame, clock=ManualClock()).start()
+    try:
+        live.push_audio(sound[:rate], rate)
+        wait_for(20)  # 25 frames less the block and look-ahead still waiting for audio
+        warm, started = len(frames), time.perf_counter()
+        live.push_audio(sound[rate:], rate)
+        wait_for(warm + int(seconds * 25))
+        return (time.perf_counter() - started) / (len(frames) - warm)
+    finally:
+        live.close()
+
+
+def sessions_that_fit(cost_per_frame_s: float, n_cores: int, fps: float = 25.0) -> int:
+    """Default live sessions this machine holds at `fps`, each needing fps * cost of a core, with 15% of every
+    core left for the server, the network and the operating system; at least one."""
+    return max(1, int(n_cores * 0.85 / (fps * cost_per_frame_s)))
 
 
 def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = time.monotonic) -> FastAPI:
@@ -246,10 +288,14 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
         loop = asyncio.get_running_loop()
         outgoing: asyncio.Queue = asyncio.Queue()
 
+        dropped = 0
+
         def on_frame(frame: StreamFrame) -> None:  # on the session thread
+            nonlocal dropped
             slow = outgoing.qsize() >= OUTGOING_FRAMES
             if slow:
                 state.dropped_frames += 1
+                dropped += 1
             picture = not (slow or frame.skipped)  # a skipped picture: the client keeps showing the last one
             loop.call_soon_threadsafe(outgoing.put_nowait, frame_message(frame, frame.audio, with_image=picture))
 
@@ -269,7 +315,13 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
                 else:
                     await ws.send_bytes(message)
 
-        sender = asyncio.create_task(send())
+        async def report() -> None:  # what the page shows while the session runs
+            while True:
+                await asyncio.sleep(STATS_EVERY_S)
+                stats = {k: round(v, 1) for k, v in live.stats.summary().items()}
+                outgoing.put_nowait(json.dumps({"type": "stats", **stats, "dropped_pictures": dropped}))
+
+        sender, reporter = asyncio.create_task(send()), asyncio.create_task(report())
         try:
             while live.running:
                 message = await ws.receive()
@@ -287,6 +339,7 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
             pass
         finally:
             sender.cancel()
+            reporter.cancel()
             live.close()
             state.live.pop(session_id, None)
             if live.error is not None:
@@ -300,6 +353,19 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, max_sessions: int | None = None, steps: int = 10) -> None:
+    """Run the server. Without max_sessions, it first measures what one live session costs here (a few seconds)
+    and holds as many sessions as fit at 25 fps."""
+    import skimage.data
     import uvicorn
 
+    from openvasa.render.speed import cpu_name, remap_seconds
+
+    if max_sessions is None:
+        cost = session_cost(prepare_portrait(skimage.data.astronaut()), steps)
+        max_sessions = sessions_that_fit(cost, cores())
+        print(
+            f"openvasa serve: one live session costs {cost * 1000:.1f} ms a frame here ({cost / remap_seconds():.0f} "
+            f"remaps) on {cores()} cores of {cpu_name()}: {max_sessions} session(s) at 25 fps (--max-sessions to change)",
+            flush=True,
+        )
     uvicorn.run(create_app(max_sessions, steps), host=host, port=port, log_level="info")
