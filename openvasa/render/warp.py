@@ -5,8 +5,10 @@ border) and a Delaunay triangulation of them. Each ring point is anchored to a f
 by that point's displacement (smoothed along the oval) times a weight that decays outwards and below the
 chin, so the displacement field is smooth: hair and neck follow the head, the background and shoulders
 stay, and no triangle next to the jaw folds into a saw-tooth seam when the head turns.
-Each frame: move the points, compute one affine per triangle, rasterise triangle ids, and sample the
-source with one remap.
+Each frame: move the points, move them again with the camera (a zoom about the head, so a farther head comes
+with smaller shoulders), compute one affine per triangle, rasterise triangle ids, and sample the source with one
+remap. The source is the portrait inside its wider context, so a zoomed-out frame shows more of the picture,
+and the zoom costs no second resample.
 """
 
 import cv2
@@ -26,10 +28,12 @@ SUBPIXEL_BITS = 4
 
 
 class MeshWarper:
-    """Warps one source image (size S x S) given target positions of its 478 landmarks."""
+    """Warps one source image given target positions of its 478 landmarks. The frame is S x S; the source image
+    is the frame with `margin` pixels of context on every side."""
 
-    def __init__(self, source_landmarks: np.ndarray, size: int) -> None:
+    def __init__(self, source_landmarks: np.ndarray, size: int, margin: int = 0) -> None:
         self.size = size
+        self.margin = margin
         self.source_landmarks = source_landmarks.astype(np.float64)
         extra, self.extra_weight, self.extra_anchor, extra_layer = _head_and_border_points(self.source_landmarks, size)
         self.extra_source = extra
@@ -69,14 +73,21 @@ class MeshWarper:
         mesh += self._band_weight * (smooth - mesh)
         return np.concatenate([mesh, extra])
 
-    def backward_map(self, target_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel source coordinates (map_x, map_y), each (S, S) float32, for cv2.remap."""
+    def backward_map(self, target_landmarks: np.ndarray, zoom: float = 1.0,
+                     centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Per-pixel source coordinates (map_x, map_y), each (S, S) float32, for cv2.remap of the source image.
+        target_landmarks are in the unzoomed frame; the camera then zooms it by `zoom` about `centre` (2,)."""
         target = self.target_points(target_landmarks)
-        tri_xy = target[self.triangles][..., :2]  # (F, 3, 2)
+        centre = np.zeros(2) if centre is None else np.asarray(centre, np.float64)
+        tri_xy = centre + zoom * (target[self.triangles][..., :2] - centre)  # (F, 3, 2) in the output frame
         coeffs, det = _affines(tri_xy, self._source_tri[..., :2])  # (F, 3, 2), (F,)
         ok = np.abs(det) > 1e-6
         back_facing = np.sign(det) != self._source_orientation
         ids = self._raster_ids(tri_xy, target[self.triangles][..., 2].mean(1), ok, back_facing)
+        # Pixels no triangle covers (beyond the frame's border, zoomed out) see the context through the camera.
+        camera = np.array([[1 / zoom, 0], [0, 1 / zoom], centre * (1 - 1 / zoom)])
+        coeffs = np.concatenate([coeffs, camera[None]])
+        coeffs[:, 2] += self.margin  # frame coordinates -> source image coordinates
         # One contiguous coefficient table per term, gathered by triangle id: 2x faster than gathering (S, S, 3, 2)
         # and reading it strided. Rows: x and y from the pixel's x, from its y, and the constant.
         table = np.ascontiguousarray(coeffs.astype(np.float32).reshape(-1, 6).T)
@@ -92,10 +103,10 @@ class MeshWarper:
         return maps[0], maps[1]
 
     def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray, back_facing: np.ndarray) -> np.ndarray:
-        """(S, S) int32 id of the triangle covering each pixel. Triangles that turned away from the camera
-        (the far cheek of a turned head folds over itself) go first, as mere hole fillers; then layer by
-        layer, far before near within a layer, so near ones win where the mesh folds."""
-        ids = np.zeros((self.size, self.size), np.int32)
+        """(S, S) int32 id of the triangle covering each pixel, F where none does. Triangles that turned away from
+        the camera (the far cheek of a turned head folds over itself) go first, as mere hole fillers; then layer
+        by layer, far before near within a layer, so near ones win where the mesh folds."""
+        ids = np.full((self.size, self.size), len(tri_xy), np.int32)
         fixed = np.round(tri_xy * (1 << SUBPIXEL_BITS)).astype(np.int32)
         order = np.lexsort((-depth, self.triangle_layer, ~back_facing))
         order = order[ok[order]]
@@ -104,8 +115,11 @@ class MeshWarper:
             cv2.fillConvexPoly(ids, vertices, f, cv2.LINE_8, SUBPIXEL_BITS)
         return ids
 
-    def warp(self, source_image: np.ndarray, target_landmarks: np.ndarray) -> np.ndarray:
-        map_x, map_y = self.backward_map(target_landmarks)
+    def warp(self, source_image: np.ndarray, target_landmarks: np.ndarray, zoom: float = 1.0,
+             centre: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """The (S, S, 3) output frame: source_image (S + 2 margin square) warped to the target landmarks (in the
+        unzoomed frame), seen through the camera zoom."""
+        map_x, map_y = self.backward_map(target_landmarks, zoom, centre)
         return cv2.remap(source_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
