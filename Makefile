@@ -16,8 +16,8 @@ system-deps:
 	  || sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)' >/dev/null; }
 
 # Every install comes from the lock: the same packages on every machine and day. `make lock` refreshes it on purpose.
-LOCK := requirements/lock.txt
-MEDIAPIPE_LOCK := requirements/mediapipe.txt
+LOCK := requirements.txt
+MEDIAPIPE_LOCK := requirements-mediapipe.txt
 MEDIAPIPE_VERSION := 0.10.21
 LOCK_FLAGS ?=
 
@@ -34,11 +34,11 @@ $(STAMP): $(LOCKED) pyproject.toml
 	$(BIN)/pip install -qq --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Re-resolve pyproject.toml (all extras) + requirements/lock.in into the lock. Pins already in the lock are kept
+# Re-resolve pyproject.toml (all extras) + requirements.in into the lock. Pins already in the lock are kept
 # unless LOCK_FLAGS says otherwise: `make lock LOCK_FLAGS=--upgrade` (everything newest) or
 # `LOCK_FLAGS='--upgrade-package faster-whisper'`.
 lock: $(STAMP)
-	$(BIN)/pip-compile -q pyproject.toml requirements/lock.in --all-extras --generate-hashes --allow-unsafe \
+	$(BIN)/pip-compile -q pyproject.toml requirements.in --all-extras --generate-hashes --allow-unsafe \
 	  --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) -o $(LOCK)
 	rm -rf $(VENV)/mediapipe-wheel
 	$(BIN)/pip download -q --no-deps -d $(VENV)/mediapipe-wheel mediapipe==$(MEDIAPIPE_VERSION)
