@@ -77,3 +77,42 @@ def test_frames_match_the_golden_frames(astronaut_portrait):
         diff = np.abs(frame.astype(int) - expected)
         print(f"\ngolden frame: mean |diff| {diff.mean():.4f}, 99.9th percentile {np.percentile(diff, 99.9):.0f}")
         assert diff.mean() < 0.3 and np.percentile(diff, 99.9) <= 12
+
+
+def test_raster_maps_equal_the_affine_of_the_triangle_under_each_pixel():
+    """The compiled rasteriser against point location: every pixel inside the mesh gets its own triangle's affine
+    (no cracks along shared edges), pixels outside get the camera's, and a triangle drawn later wins."""
+    from scipy.spatial import Delaunay
+
+    from openvasa.render.raster import fill_affine_maps
+    from openvasa.render.warp import _affines
+
+    rng = np.random.default_rng(0)
+    size = 64
+    points = np.concatenate([rng.uniform(8, 56, (40, 2)), [[8, 8], [8, 56], [56, 8], [56, 56]]])
+    mesh = Delaunay(points)
+    tri_xy = points[mesh.simplices]  # (F, 3, 2)
+    moved = points + rng.normal(0, 3, points.shape)
+    coeffs, _ = _affines(tri_xy, moved[mesh.simplices])  # a continuous, piecewise-affine warp
+    camera = np.array([[1.0, 0.0], [0.0, 1.0], [100.0, 200.0]])
+    map_x, map_y = np.empty((size, size), np.float32), np.empty((size, size), np.float32)
+    fill_affine_maps(tri_xy, coeffs, np.arange(len(tri_xy)), camera, map_x, map_y)
+
+    grid_y, grid_x = np.mgrid[0:size, 0:size]
+    pixels = np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(size * size)], 1)
+    under = mesh.find_simplex(pixels[:, :2])
+    inside = under >= 0
+    expected = np.einsum("pk,pkj->pj", pixels[inside], coeffs[under[inside]])
+    got = np.stack([map_x.ravel(), map_y.ravel()], 1)
+    assert np.abs(got[inside] - expected).max() < 1e-3
+    assert np.allclose(got[~inside], pixels[~inside, :2] + [100, 200])
+    assert inside.sum() > 0.5 * size * size
+
+    # A triangle drawn last covers the ones under it.
+    on_top = np.array([[[20.0, 20.0], [40.0, 20.0], [20.0, 40.0]]])
+    top_coeffs = np.array([[[0.0, 0.0], [0.0, 0.0], [7.0, 9.0]]])  # every pixel -> (7, 9)
+    fill_affine_maps(
+        np.concatenate([tri_xy, on_top]), np.concatenate([coeffs, top_coeffs]), np.arange(len(tri_xy) + 1), camera,
+        map_x, map_y,
+    )  # fmt: skip
+    assert map_x[25, 25] == 7 and map_y[25, 25] == 9 and map_x[45, 45] != 7

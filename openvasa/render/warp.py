@@ -6,9 +6,10 @@ by that point's displacement (smoothed along the oval) times a weight that decay
 chin, so the displacement field is smooth: hair and neck follow the head, the background and shoulders
 stay, and no triangle next to the jaw folds into a saw-tooth seam when the head turns.
 Each frame: move the points, move them again with the camera (a zoom about the head, so a farther head comes
-with smaller shoulders), compute one affine per triangle, rasterise triangle ids, and sample the source with one
-remap. The source is the portrait inside its wider context, so a zoomed-out frame shows more of the picture,
-and the zoom costs no second resample.
+with smaller shoulders), compute one affine per triangle, rasterise each triangle's source coordinates into
+per-pixel maps (openvasa.render.raster, compiled), and sample the source with one remap. The source is the
+portrait inside its wider context, so a zoomed-out frame shows more of the picture, and the zoom costs no
+second resample.
 """
 
 import cv2
@@ -16,6 +17,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from openvasa.face import landmarks as lm
+from openvasa.render.raster import fill_affine_maps
 
 N_MESH = 468  # iris points are drawn as their own layer, not warped
 RING_SCALES = (1.22, 1.55, 1.95)  # distance of head rings from the face centre, in oval radii
@@ -24,7 +26,6 @@ RING_WEIGHTS_BELOW_CHIN = (0.6, 0.25, 0.0)
 SILHOUETTE_BAND = 0.08  # face heights
 OVAL_SMOOTHING = 1.5  # Gaussian sigma, in oval points, of the displacement handed to the rings
 BORDER_STEPS = 16
-SUBPIXEL_BITS = 4
 
 
 class MeshWarper:
@@ -59,8 +60,6 @@ class MeshWarper:
         # Homogeneous source vertices per triangle, (F, 3, 3): solved against target vertices each frame.
         self._source_tri = np.concatenate([points[self.triangles][..., :2], np.ones((len(self.triangles), 3, 1))], 2)
         self._source_orientation = np.sign(np.linalg.det(self._source_tri))
-        grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
-        self._grid = (grid_x, grid_y)
 
     def target_points(self, target_landmarks: np.ndarray) -> np.ndarray:
         """(478, 3) target landmarks -> (P, 3) positions of every control point."""
@@ -83,37 +82,20 @@ class MeshWarper:
         coeffs, det = _affines(tri_xy, self._source_tri[..., :2])  # (F, 3, 2), (F,)
         ok = np.abs(det) > 1e-6
         back_facing = np.sign(det) != self._source_orientation
-        ids = self._raster_ids(tri_xy, target[self.triangles][..., 2].mean(1), ok, back_facing)
-        # Pixels no triangle covers (beyond the frame's border, zoomed out) see the context through the camera.
-        camera = np.array([[1 / zoom, 0], [0, 1 / zoom], centre * (1 - 1 / zoom)])
-        coeffs = np.concatenate([coeffs, camera[None]])
-        coeffs[:, 2] += self.margin  # frame coordinates -> source image coordinates
-        # One contiguous coefficient table per term, gathered by triangle id: 2x faster than gathering (S, S, 3, 2)
-        # and reading it strided. Rows: x and y from the pixel's x, from its y, and the constant.
-        table = np.ascontiguousarray(coeffs.astype(np.float32).reshape(-1, 6).T)
-        maps = []
-        for axis in (0, 1):
-            source = np.take(table[axis], ids)
-            source *= self._grid[0]
-            from_y = np.take(table[2 + axis], ids)
-            from_y *= self._grid[1]
-            source += from_y
-            source += np.take(table[4 + axis], ids)
-            maps.append(source)
-        return maps[0], maps[1]
-
-    def _raster_ids(self, tri_xy: np.ndarray, depth: np.ndarray, ok: np.ndarray, back_facing: np.ndarray) -> np.ndarray:
-        """(S, S) int32 id of the triangle covering each pixel, F where none does. Triangles that turned away from
-        the camera (the far cheek of a turned head folds over itself) go first, as mere hole fillers; then layer
-        by layer, far before near within a layer, so near ones win where the mesh folds."""
-        ids = np.full((self.size, self.size), len(tri_xy), np.int32)
-        fixed = np.round(tri_xy * (1 << SUBPIXEL_BITS)).astype(np.int32)
+        # Drawing order: triangles that turned away from the camera (the far cheek of a turned head folds over
+        # itself) go first, as mere hole fillers; then layer by layer, far before near within a layer, so near ones
+        # win where the mesh folds.
+        depth = target[self.triangles][..., 2].mean(1)
         order = np.lexsort((-depth, self.triangle_layer, ~back_facing))
         order = order[ok[order]]
-        # ~1200 calls a frame: positional arguments and pre-sliced vertices keep Python's share small.
-        for f, vertices in zip(order.tolist(), fixed[order], strict=True):
-            cv2.fillConvexPoly(ids, vertices, f, cv2.LINE_8, SUBPIXEL_BITS)
-        return ids
+        # Pixels no triangle covers (beyond the frame's border, zoomed out) see the context through the camera.
+        camera = np.array([[1 / zoom, 0], [0, 1 / zoom], centre * (1 - 1 / zoom)])
+        coeffs[:, 2] += self.margin  # frame coordinates -> source image coordinates
+        camera[2] += self.margin
+        map_x = np.empty((self.size, self.size), np.float32)
+        map_y = np.empty((self.size, self.size), np.float32)
+        fill_affine_maps(tri_xy, coeffs, order, camera, map_x, map_y)
+        return map_x, map_y
 
     def warp(self, source_image: np.ndarray, target_landmarks: np.ndarray, zoom: float = 1.0,
              centre: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
