@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from openvasa.motion.dit import MotionConditions, MotionDiT
+from openvasa.motion.dit import MotionConditions, MotionDiT, PreparedConditions
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (N, T, M), sigma (N,)) -> clean x
 
@@ -39,10 +39,11 @@ class NoiseSchedule:
         return torch.cat([sigmas, torch.zeros(1)])
 
 
-def denoise(model: MotionDiT, x: torch.Tensor, sigma: torch.Tensor, cond: MotionConditions) -> torch.Tensor:
-    """Clean-sample prediction with the input scaled to unit variance. x: (N, T, M); sigma: (N,)."""
+def denoise(model: MotionDiT, x: torch.Tensor, sigma: torch.Tensor, prepared: PreparedConditions) -> torch.Tensor:
+    """Clean-sample prediction with the input scaled to unit variance. x: (N, T, M); sigma: (N,); prepared: the
+    conditions from model.prepare (once per window: what every step shares)."""
     c_in = 1 / torch.sqrt(sigma**2 + 1)
-    return model(x * c_in[:, None, None], sigma, cond)
+    return model.denoise_prepared(x * c_in[:, None, None], sigma, prepared)
 
 
 def guided_denoiser(model: MotionDiT, cond: MotionConditions, cfg_audio: float = 0.0,
@@ -56,11 +57,11 @@ def guided_denoiser(model: MotionDiT, cond: MotionConditions, cfg_audio: float =
     if cfg_control:
         off = torch.zeros_like(cond.has_gaze)
         branches.append(cond.replace(has_gaze=off, has_distance=off, has_emotion=off))
-    stacked = MotionConditions.concat(branches)
+    prepared = model.prepare(MotionConditions.concat(branches))
 
     def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         n = len(x)
-        outs = denoise(model, x.repeat(len(branches), 1, 1), sigma.repeat(len(branches)), stacked).split(n)
+        outs = denoise(model, x.repeat(len(branches), 1, 1), sigma.repeat(len(branches)), prepared).split(n)
         result, rest = outs[0], list(outs[1:])
         if cfg_audio:
             result = result + cfg_audio * (outs[0] - rest.pop(0))
@@ -161,7 +162,7 @@ def training_loss(model: MotionDiT, clean: torch.Tensor, cond: MotionConditions,
     the PCA codes weigh the lips no more than the rest of the face. clean: (N, T, M) normalised."""
     sigma = schedule.sample_training(len(clean), generator).to(clean)
     noisy = clean + sigma[:, None, None] * torch.randn(clean.shape, generator=generator).to(clean)
-    predicted = denoise(model, noisy, sigma, cond)
+    predicted = denoise(model, noisy, sigma, model.prepare(cond))
     error = predicted - clean
     loss = torch.mean(error**2)
     if velocity_weight and clean.shape[1] > 1:  # a 1-frame window has no differences of its own

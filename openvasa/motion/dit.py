@@ -26,6 +26,10 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     emotion_dim: int = 40  # an offset in dynamics space
     dropout: float = 0.0
+    # Context tokens attend only to each other and are modulated without the noise level, so they are encoded
+    # once per window and every denoising step runs only the window's tokens against their cached keys and
+    # values (a live 2-frame window with 12 frames of context: about 4x less compute over 10 steps).
+    cached_context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +88,26 @@ class Block(nn.Module):
         x = x + gate1[:, None] * self.attn(h, h, h, need_weights=False)[0]
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
+    def attend(self, x: torch.Tensor, cond: torch.Tensor,
+               past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """The block with the attention's weights applied by hand, so that queries can meet cached keys and values.
+        x: (N, L, D); cond: (N, D); past: keys and values (N, H, P, D / H) of earlier tokens, attended to as well.
+        Returns the new x and this call's own keys and values."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        n, length, width = h.shape
+        heads = self.attn.num_heads
+        q, k, v = (
+            torch.nn.functional.linear(h, self.attn.in_proj_weight, self.attn.in_proj_bias)
+            .view(n, length, 3, heads, width // heads)
+            .permute(2, 0, 3, 1, 4)
+        )  # each (N, H, L, D / H)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        dropout = self.attn.dropout if self.training else 0.0
+        attended = torch.nn.functional.scaled_dot_product_attention(q, keys, values, dropout_p=dropout)
+        x = x + gate1[:, None] * self.attn.out_proj(attended.transpose(1, 2).reshape(n, length, width))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2)), (k, v)
+
 
 class FinalLayer(nn.Module):
     def __init__(self, width: int, out_dim: int) -> None:
@@ -140,6 +164,8 @@ class MotionDiT(nn.Module):
         self.absent_context = nn.Parameter(torch.zeros(d))
         self.position = nn.Parameter(torch.zeros(1, config.context + config.window, d))
         self.segment = nn.Parameter(torch.zeros(2, d))  # 0: context frame, 1: frame to generate
+        if config.cached_context:
+            self.context_level = nn.Parameter(torch.zeros(d))  # stands for the noise level of the clean context
         self.noise_level = NoiseLevelEmbedder(d)
         self.gaze = ConditionEmbedder(2, d)
         self.distance = ConditionEmbedder(1, d)
@@ -168,23 +194,55 @@ class MotionDiT(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: MotionConditions) -> torch.Tensor:
         """x: (N, T, M) noisy (preconditioned) motion; sigma: (N,) -> (N, T, M)."""
-        c = self.config.context
+        return self.denoise_prepared(x, sigma, self.prepare(cond))
+
+    def prepare(self, cond: MotionConditions) -> "PreparedConditions":
+        """What the denoising steps of one window share: audio and context tokens, the controls' embeddings and,
+        with cached_context, the context's keys and values in every block."""
         audio = torch.cat([cond.context_audio, cond.audio], 1)  # (N, C + T, A)
         audio_tokens = torch.where(cond.has_audio[:, None, None], self.audio_in(audio), self.absent_audio)
         context = torch.where(
             cond.has_context[:, None, None], self.motion_in(cond.context_motion), self.absent_context
         )  # (N, C, D)
-        tokens = torch.cat([context + self.segment[0], self.motion_in(x) + self.segment[1]], 1)
-        tokens = tokens + audio_tokens + self.position
-        emb = (
-            self.noise_level(sigma)
-            + self.gaze(cond.gaze, cond.has_gaze)
-            + self.distance(cond.distance, cond.has_distance)
-            + self.emotion(cond.emotion, cond.has_emotion)
-        )  # (N, D)
+        controls = [
+            self.gaze(cond.gaze, cond.has_gaze),
+            self.distance(cond.distance, cond.has_distance),
+            self.emotion(cond.emotion, cond.has_emotion),
+        ]  # each (N, D)
+        prepared = PreparedConditions(audio_tokens, context + self.segment[0], controls, [])
+        if self.config.cached_context:
+            c = self.config.context
+            tokens = prepared.context + audio_tokens[:, :c] + self.position[:, :c]
+            emb = self.context_level + sum(controls)
+            for block in self.blocks:
+                tokens, keys_values = block.attend(tokens, emb)
+                prepared.past.append(keys_values)
+        return prepared
+
+    def denoise_prepared(self, x: torch.Tensor, sigma: torch.Tensor, prepared: "PreparedConditions") -> torch.Tensor:
+        """x: (N, T, M); sigma: (N,) -> (N, T, M), with the conditions from prepare()."""
+        c = self.config.context
+        emb = self.noise_level(sigma)  # (N, D)
+        for control in prepared.controls:
+            emb = emb + control
+        window = self.motion_in(x) + self.segment[1]  # (N, T, D)
+        if self.config.cached_context:
+            window = window + prepared.audio[:, c:] + self.position[:, c:]
+            for block, past in zip(self.blocks, prepared.past, strict=True):
+                window = block.attend(window, emb, past)[0]
+            return self.final(window, emb)
+        tokens = torch.cat([prepared.context, window], 1) + prepared.audio + self.position
         for block in self.blocks:
             tokens = block(tokens, emb)
         return self.final(tokens[:, c:], emb)
+
+
+@dataclass
+class PreparedConditions:
+    audio: torch.Tensor  # (N, C + T, D) audio tokens
+    context: torch.Tensor  # (N, C, D) context motion tokens with their segment embedding
+    controls: list[torch.Tensor]  # (N, D) embeddings of gaze, distance and emotion
+    past: list[tuple[torch.Tensor, torch.Tensor]]  # per block, the context's keys and values (cached_context)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -194,6 +252,7 @@ def count_parameters(model: nn.Module) -> int:
 PRESETS = {
     "tiny": DiTConfig(width=32, depth=2, heads=2, window=8, context=2),
     "compact": DiTConfig(width=128, depth=4, heads=4),
+    "compact-cached": DiTConfig(width=128, depth=4, heads=4, cached_context=True),  # live sessions' models
     "small": DiTConfig(width=128, depth=6, heads=4),
     "base": DiTConfig(width=256, depth=8, heads=4),
 }

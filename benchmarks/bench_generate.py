@@ -1,0 +1,84 @@
+"""Offline generation as a user runs it: `openvasa generate` in a new process, start-up included.
+
+    python benchmarks/bench_generate.py [--seconds 20] [--runs 3] [--background-load N]
+
+Writes the astronaut portrait and N seconds of speech to a temporary folder, then times, each in a fresh process:
+`openvasa --help` (start-up alone) and `openvasa generate` (imports, face analysis, audio features, motion,
+drawing and encoding, the mp4 written). Prints the wall time, the real-time factor and the wall time per frame in
+milliseconds and in remaps (one full-frame 512² cv2.remap timed in the same run: figures that hold between
+machines).
+"""
+
+import argparse
+import multiprocessing
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import skimage.data
+import soundfile
+
+from openvasa.audio.features import n_frames_for
+from openvasa.io.media import SAMPLE_RATE
+from openvasa.render.speed import cpu_name, remap_seconds
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_motion import speech  # noqa: E402
+
+OPENVASA = [sys.executable, "-m", "openvasa.cli"]
+
+
+def wall(command: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return time.perf_counter() - start
+
+
+def _busy() -> None:
+    while True:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--background-load", type=int, default=0, help="busy processes beside the generation")
+    args = parser.parse_args()
+    remap_ms = 1000 * remap_seconds()
+    frames = n_frames_for(int(args.seconds * SAMPLE_RATE), 25.0, SAMPLE_RATE)
+    print(f"CPU: {cpu_name()}; one 512² cv2.remap: {remap_ms:.2f} ms; {args.seconds:.0f} s of speech, {frames} frames")
+    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.background_load)]
+    for process in busy:
+        process.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            image, audio, video = Path(tmp) / "portrait.png", Path(tmp) / "speech.wav", Path(tmp) / "out.mp4"
+            cv2.imwrite(str(image), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+            soundfile.write(audio, speech(args.seconds), SAMPLE_RATE)
+            wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])  # warm caches
+            help_s = min(wall([*OPENVASA, "--help"]) for _ in range(args.runs))
+            runs = [
+                wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])
+                for _ in range(args.runs)
+            ]
+    finally:
+        for process in busy:
+            process.terminate()
+    for label, seconds in (("best", min(runs)), ("median", float(np.median(runs)))):
+        per_frame = 1000 * seconds / frames
+        print(
+            f"generate ({label} of {args.runs}): {seconds:.2f} s, RTF {seconds / args.seconds:.2f}, "
+            f"{per_frame:.1f} ms = {per_frame / remap_ms:.1f} remaps a frame"
+        )
+    print(f"openvasa --help (start-up alone): {help_s:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
