@@ -8,7 +8,7 @@ Shapes: N batch, T window frames, C context frames, M motion dims, A audio dims,
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -88,13 +88,14 @@ class Block(nn.Module):
         x = x + gate1[:, None] * self.attn(h, h, h, need_weights=False)[0]
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
-    def attend(self, x: torch.Tensor, cond: torch.Tensor,
+    def attend(self, x: torch.Tensor, modulation: torch.Tensor,
                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
         """The block with the attention's weights applied by hand, so that queries can meet cached keys and values.
-        x: (N, L, D); cond: (N, D); past: keys and values (N, H, P, D / H) of earlier tokens, attended to as well.
-        Returns the new x and this call's own keys and values."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
-        h = modulate(self.norm1(x), shift1, scale1)
+        x: (N, L, D); modulation: (N, 6D), what self.modulation makes of the conditioning vector; past: keys and
+        values (N, H, P, D / H) of earlier tokens, attended to as well. Returns the new x and this call's own keys
+        and values. Written out in few operations: with a handful of tokens, their count is the cost."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation[:, None].chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
         n, length, width = h.shape
         heads = self.attn.num_heads
         q, k, v = (
@@ -103,10 +104,11 @@ class Block(nn.Module):
             .permute(2, 0, 3, 1, 4)
         )  # each (N, H, L, D / H)
         keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
-        dropout = self.attn.dropout if self.training else 0.0
-        attended = torch.nn.functional.scaled_dot_product_attention(q, keys, values, dropout_p=dropout)
-        x = x + gate1[:, None] * self.attn.out_proj(attended.transpose(1, 2).reshape(n, length, width))
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2)), (k, v)
+        weights = (q @ keys.transpose(2, 3) * (width // heads) ** -0.5).softmax(-1)  # (N, H, L, P + L)
+        if self.training and self.attn.dropout:
+            weights = torch.nn.functional.dropout(weights, self.attn.dropout)
+        x = x + gate1 * self.attn.out_proj((weights @ values).transpose(1, 2).reshape(n, length, width))
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2), (k, v)
 
 
 class FinalLayer(nn.Module):
@@ -209,14 +211,17 @@ class MotionDiT(nn.Module):
             self.distance(cond.distance, cond.has_distance),
             self.emotion(cond.emotion, cond.has_emotion),
         ]  # each (N, D)
-        prepared = PreparedConditions(audio_tokens, context + self.segment[0], controls, [])
+        prepared = PreparedConditions(audio_tokens, context + self.segment[0], controls)
         if self.config.cached_context:
             c = self.config.context
             tokens = prepared.context + audio_tokens[:, :c] + self.position[:, :c]
             emb = self.context_level + sum(controls)
             for block in self.blocks:
-                tokens, keys_values = block.attend(tokens, emb)
+                tokens, keys_values = block.attend(tokens, block.modulation(emb))
                 prepared.past.append(keys_values)
+            # What every step would add again: the window's non-motion tokens and the controls.
+            prepared.window = self.segment[1] + audio_tokens[:, c:] + self.position[:, c:]
+            prepared.controls = [sum(controls)]
         return prepared
 
     def denoise_prepared(self, x: torch.Tensor, sigma: torch.Tensor, prepared: "PreparedConditions") -> torch.Tensor:
@@ -225,12 +230,12 @@ class MotionDiT(nn.Module):
         emb = self.noise_level(sigma)  # (N, D)
         for control in prepared.controls:
             emb = emb + control
-        window = self.motion_in(x) + self.segment[1]  # (N, T, D)
         if self.config.cached_context:
-            window = window + prepared.audio[:, c:] + self.position[:, c:]
+            window = self.motion_in(x) + prepared.window  # (N, T, D)
             for block, past in zip(self.blocks, prepared.past, strict=True):
-                window = block.attend(window, emb, past)[0]
+                window = block.attend(window, block.modulation(emb), past)[0]
             return self.final(window, emb)
+        window = self.motion_in(x) + self.segment[1]  # (N, T, D)
         tokens = torch.cat([prepared.context, window], 1) + prepared.audio + self.position
         for block in self.blocks:
             tokens = block(tokens, emb)
@@ -241,8 +246,10 @@ class MotionDiT(nn.Module):
 class PreparedConditions:
     audio: torch.Tensor  # (N, C + T, D) audio tokens
     context: torch.Tensor  # (N, C, D) context motion tokens with their segment embedding
-    controls: list[torch.Tensor]  # (N, D) embeddings of gaze, distance and emotion
-    past: list[tuple[torch.Tensor, torch.Tensor]]  # per block, the context's keys and values (cached_context)
+    controls: list[torch.Tensor]  # (N, D) embeddings of gaze, distance and emotion (cached_context: their sum)
+    # cached_context only:
+    past: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # per block, the context's keys, values
+    window: torch.Tensor | None = None  # (N, T, D) the window's tokens less their motion
 
 
 def count_parameters(model: nn.Module) -> int:
