@@ -10,7 +10,6 @@ machines).
 """
 
 import argparse
-import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from openvasa.render.speed import cpu_name, remap_seconds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_motion import speech  # noqa: E402
+from bench_stream import background_load  # noqa: E402
 
 OPENVASA = [sys.executable, "-m", "openvasa.cli"]
 
@@ -40,11 +40,6 @@ def wall(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def _busy() -> None:
-    while True:
-        pass
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -54,23 +49,16 @@ def main() -> None:
     remap_ms = 1000 * remap_seconds()
     frames = n_frames_for(int(args.seconds * SAMPLE_RATE), 25.0, SAMPLE_RATE)
     print(f"CPU: {cpu_name()}; one 512² cv2.remap: {remap_ms:.2f} ms; {args.seconds:.0f} s of speech, {frames} frames")
-    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.background_load)]
-    for process in busy:
-        process.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            image, audio, video = Path(tmp) / "portrait.png", Path(tmp) / "speech.wav", Path(tmp) / "out.mp4"
-            cv2.imwrite(str(image), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
-            soundfile.write(audio, speech(args.seconds), SAMPLE_RATE)
-            wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])  # warm caches
-            help_s = min(wall([*OPENVASA, "--help"]) for _ in range(args.runs))
-            runs = [
-                wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])
-                for _ in range(args.runs)
-            ]
-    finally:
-        for process in busy:
-            process.terminate()
+    with background_load(args.background_load), tempfile.TemporaryDirectory() as tmp:
+        image, audio, video = Path(tmp) / "portrait.png", Path(tmp) / "speech.wav", Path(tmp) / "out.mp4"
+        cv2.imwrite(str(image), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+        soundfile.write(audio, speech(args.seconds), SAMPLE_RATE)
+        wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])  # warm caches
+        help_s = min(wall([*OPENVASA, "--help"]) for _ in range(args.runs))
+        runs = [
+            wall([*OPENVASA, "generate", "--image", str(image), "--audio", str(audio), "-o", str(video)])
+            for _ in range(args.runs)
+        ]
     for label, seconds in (("best", min(runs)), ("median", float(np.median(runs)))):
         per_frame = 1000 * seconds / frames
         print(

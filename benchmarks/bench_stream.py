@@ -20,6 +20,8 @@ import multiprocessing
 import resource
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,19 @@ def _busy() -> None:
         pass
 
 
+@contextmanager
+def background_load(n: int) -> Iterator[None]:
+    """n busy processes beside the benchmark, as other programs on the machine would be."""
+    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(n)]
+    for process in busy:
+        process.start()
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -134,15 +149,12 @@ def main() -> None:
     audio = load_audio(args.audio)
     remap_ms = 1000 * remap_seconds()
     print(f"CPU: {cpu_name()}; one 512² cv2.remap: {remap_ms:.2f} ms; background load: {args.background_load}")
-    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.background_load)]
-    for process in busy:
-        process.start()
     print(
         "| sessions | latency p50 (ms) | latency p95 (ms) | fps per session | pictures/s | pictures skipped "
         "| late frames | drift (s) | CPU cores | peak RSS (MB) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    try:
+    with background_load(args.background_load):
         for n in (int(s) for s in args.sessions.split(",")):
             r = run(n, args.seconds, audio, args.steps, args.low_latency)
             print(
@@ -162,9 +174,6 @@ def main() -> None:
             )
             if r["errors"]:
                 print("errors:", r["errors"])
-    finally:
-        for process in busy:
-            process.terminate()
 
 
 if __name__ == "__main__":
