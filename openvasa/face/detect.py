@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -55,7 +56,7 @@ class FaceAnalyzer:
         self._quiet_next_inference = False
         with _quiet_native_logs():
             # Its native module prints a harmless protobuf 6 AttributeError (GetPrototype) on first import.
-            import mediapipe as mp
+            mp = _import_mediapipe()
 
             # The full-range model finds small and distant faces, the short-range one close-ups; use both.
             self._detectors = [
@@ -148,6 +149,22 @@ class FaceAnalyzer:
             if pts is not None:
                 return transform_points(pts, invert_affine(to_patch))
         return None
+
+
+def _import_mediapipe() -> ModuleType:
+    """mediapipe, imported without matplotlib.pyplot. Its solutions package loads pyplot (0.6 s of every start) for a
+    3-D landmark plot this project never draws; an empty placeholder stands in during the import, and is gone after
+    it, so a later `import matplotlib.pyplot` gets the real one."""
+    if "mediapipe" in sys.modules or "matplotlib.pyplot" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    sys.modules["matplotlib.pyplot"] = ModuleType("matplotlib.pyplot")
+    try:
+        import mediapipe
+    finally:
+        del sys.modules["matplotlib.pyplot"]
+    return mediapipe
 
 
 @contextlib.contextmanager
