@@ -94,18 +94,22 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         raise OpenVasaError(f"unknown motion model {motion!r}; choose from {', '.join(MOTION_MODELS)}")
     pcm = load_audio(audio) if isinstance(audio, str | Path) else np.asarray(audio, np.float32)
     codec = FaceLatentCodec()
-    portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
-    controls = controls or MotionControls()
-    rest_opening = portrait.identity.rest_opening(codec.basis)
-    if motion == "dit":
-        generator = load_generator(str(checkpoint) if checkpoint else None)
-        latent = generator.generate(
-            pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening
-        )
-    else:
-        latent = generate_baseline_motion(
-            pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
-        )
+    with ThreadPoolExecutor(1, thread_name_prefix="openvasa-audio") as pool:
+        # Whisper (which leaves Python's lock) encodes the speech while the portrait is analysed.
+        generator = load_generator(str(checkpoint) if checkpoint else None) if motion == "dit" else None
+        features = pool.submit(generator.audio_features, pcm) if generator is not None else None
+        portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
+        controls = controls or MotionControls()
+        rest_opening = portrait.identity.rest_opening(codec.basis)
+        if generator is not None:
+            latent = generator.generate(
+                pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening,
+                features.result(),
+            )  # fmt: skip
+        else:
+            latent = generate_baseline_motion(
+                pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
+            )
     frames = render_latents(portrait, latent, codec)
     if on_progress is not None:
         frames = _reporting(frames, len(latent), on_progress)

@@ -104,6 +104,12 @@ class MotionGenerator:
             return traced_window_sampler(self.model, sampler, sigmas, cfg_audio, cfg_control)
         return partial(sample_window, self.model, sampler, sigmas, cfg_audio, cfg_control)
 
+    def audio_features(self, audio: np.ndarray) -> np.ndarray:
+        """(T, A) features of 16 kHz audio at the model's frame rate, and the features of silence that the first
+        window's context needs (cached), so that both can be computed ahead, e.g. while a portrait is analysed."""
+        self.silence_features(self.config.context)
+        return self.frontend.features(audio, MODEL_FPS)
+
     @lru_cache(maxsize=4)  # noqa: B019 (one generator per checkpoint lives for the process)
     def silence_features(self, frames: int) -> np.ndarray:
         """(frames, A) audio features of silence."""
@@ -133,12 +139,13 @@ class MotionGenerator:
 
     def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
                  controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
-                 rest_opening: float = 0.0) -> FaceLatent:  # fmt: skip
+                 rest_opening: float = 0.0, features: np.ndarray | None = None) -> FaceLatent:  # fmt: skip
         """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent; rest_opening: the portrait's own
-        inner-lip opening (eye distances), closed at rest -> FaceLatent at `fps`."""
+        inner-lip opening (eye distances), closed at rest; features: audio_features(audio) when already computed
+        -> FaceLatent at `fps`."""
         stream = MotionStream(self, reference, basis, controls, seed, settings, rest_opening)
         n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
-        features = self.frontend.features(audio, MODEL_FPS)  # (T, A) at the model's frame rate
+        features = self.audio_features(audio) if features is None else features
         total, w = len(features), self.config.window
         padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
         motion = np.concatenate([stream.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
