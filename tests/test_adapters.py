@@ -150,7 +150,9 @@ def test_livekit_video_generator(astronaut_portrait, speech24: np.ndarray) -> No
     audio = [r for r in received if isinstance(r, rtc.AudioFrame)]
     ends = [i for i, r in enumerate(received) if isinstance(r, AudioSegmentEnd)]
     print(f"\n{len(video)} video frames, {len(audio)} audio frames, segment ends at {ends}")
-    assert video[0].width == video[0].height == 512 and len(video) >= 60
+    # The first segment's 2 s are 50 frames; how many listening frames follow before the interrupt depends on
+    # the machine's speed, so they are not counted.
+    assert video[0].width == video[0].height == 512 and len(video) >= len(speech24) * 25 // RATE
     assert len(audio) == len(video) and audio[0].samples_per_channel == RATE // 25
     assert len(ends) == 2, "each segment's end is signalled, the interrupted one at once"
     first_segment = np.concatenate(
