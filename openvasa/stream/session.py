@@ -31,7 +31,7 @@ from openvasa.motion.generator import GenerationSettings, MotionStream, load_gen
 from openvasa.pipeline import Portrait
 from openvasa.stream.vad import SpeechDetector
 
-STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 2-frame blocks: better lip sync, 0.7 of a core
+STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 2-frame blocks: better lip sync, 0.65 of a core
 LOW_LATENCY_CHECKPOINT = "motion_dit_stream1.pt"  # 1-frame blocks: 40 ms sooner, 1.1 cores
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_PENDING_S = 30.0  # audio pushed ahead of the frames is capped: a client cannot grow memory without bound
