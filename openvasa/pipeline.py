@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,9 +18,13 @@ from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity, rest_fra
 from openvasa.face.track import gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
+from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path
 from openvasa.motion.controls import MOTION_MODELS, MotionControls
-from openvasa.motion.generator import GenerationSettings, load_generator
+from openvasa.motion.settings import GenerationSettings
 from openvasa.render.renderer import PortraitRenderer
+
+if TYPE_CHECKING:
+    from openvasa.motion.generator import MotionGenerator
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +105,18 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         raise OpenVasaError(f"unknown motion model {motion!r}; choose from {', '.join(MOTION_MODELS)}")
     pcm = load_audio(audio) if isinstance(audio, str | Path) else np.asarray(audio, np.float32)
     codec = FaceLatentCodec()
-    generator = load_generator(str(checkpoint) if checkpoint else None) if motion == "dit" else None
+    path = checkpoint_path(checkpoint) if motion == "dit" else None
     with ThreadPoolExecutor(1, thread_name_prefix="openvasa-audio") as pool:
-        # Whisper (which leaves Python's lock) encodes the speech while the portrait is analysed.
-        features = pool.submit(generator.audio_features, pcm) if generator is not None else None
+        # Whisper, which leaves Python's lock, encodes the speech while torch is imported (a second of Python
+        # work) and the portrait analysed. Not torch beside the portrait: both imports are Python work, and side
+        # by side each took three times as long.
+        if path is not None:
+            features = pool.submit(checkpoint_features, path, pcm)
+            generator = _load_generator(path)
         portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
         controls = controls or MotionControls()
         rest_opening = portrait.identity.rest_opening(codec.basis)
-        if generator is not None:
+        if path is not None:
             latent = generator.generate(
                 pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening,
                 features.result(),
@@ -122,6 +131,13 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
     if output is None:
         return list(frames)
     return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
+
+
+def _load_generator(path: Path) -> "MotionGenerator":
+    """The motion model; torch is imported here, so that jobs without it never pay for it."""
+    from openvasa.motion.generator import load_generator
+
+    return load_generator(str(path))
 
 
 def _reporting(frames: Iterator[np.ndarray], total: int, on_progress: Callable[[float], None]) -> Iterator[np.ndarray]:

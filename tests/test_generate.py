@@ -90,6 +90,10 @@ def test_cli_help_loads_no_heavy_library():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+    # The offline pipelines import torch only with the motion model: generate overlaps that import with Whisper.
+    probe = "import sys, openvasa.pipeline\nprint('torch' in sys.modules)\n"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"
 
 
 def test_threaded_rendering_keeps_order_errors_and_stops(astronaut_portrait, codec, monkeypatch):

@@ -8,10 +8,14 @@ import sys
 import numpy as np
 import pytest
 
+from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis
+from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path, checkpoint_settings
 from openvasa.motion.controls import MotionControls
-from openvasa.motion.generator import GenerationSettings, MotionGenerator, load_generator
+from openvasa.motion.dit import DiTConfig
+from openvasa.motion.generator import MotionGenerator, load_generator
+from openvasa.motion.settings import GenerationSettings
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +154,30 @@ def test_two_minutes_without_drift_or_freezing(portrait_reference):
     for x in (angles, mouth):
         ratio = x[last].std(0) / x[first].std(0)
         assert np.all((ratio > 0.5) & (ratio < 2.0))  # no freezing, no blow-up
+
+
+def test_checkpoint_settings_are_read_without_torch(tmp_path) -> None:
+    """What generate needs before torch is imported (the front-end, the context) is what torch.load reads; and the
+    audio features computed from it are the generator's own."""
+    script = (
+        "import sys, json\n"
+        "from openvasa.motion.checkpoint import checkpoint_path, checkpoint_settings\n"
+        "saved = checkpoint_settings(checkpoint_path())\n"
+        "print(json.dumps([saved['train']['frontend'], saved['dit'], 'torch' in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    frontend, dit, torch_imported = json.loads(done.stdout)
+    generator = MotionGenerator()
+    assert not torch_imported
+    assert frontend == generator.frontend.name
+    assert DiTConfig(**dit) == generator.config
+
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(checkpoint_features(checkpoint_path(), audio), generator.audio_features(audio))
+
+    garbage = tmp_path / "not_a_model.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(OpenVasaError, match="not a motion checkpoint"):
+        checkpoint_settings(garbage)
+    with pytest.raises(OpenVasaError, match="not found"):
+        checkpoint_path(tmp_path / "missing.pt")

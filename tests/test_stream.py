@@ -186,7 +186,8 @@ def test_live_session_thread_follows_its_clock(astronaut_portrait, speech16: np.
     live = LiveSession(TalkingSession(astronaut_portrait), on_frame, clock=clock).start()
     try:
         live.push_audio(speech16[:16000], 16000)
-        wait_for(21)  # 1 s of speech less the look-ahead (4 frames) and half a block
+        block = live.session.block
+        wait_for((25 - STREAM_LOOKAHEAD) // block * block)  # 1 s of speech, less the look-ahead and a part block
         clock.advance(2.0)  # no more audio: the session fills 2 s of silence, the speech's last frames included
         wait_for(45)
     finally:
@@ -196,7 +197,7 @@ def test_live_session_thread_follows_its_clock(astronaut_portrait, speech16: np.
     assert sum(f.speech for f in frames) == 25
 
 
-@pytest.mark.parametrize("low_latency, block, frontend", [(False, 2, "whisper-tiny-stream+energy-stream"),
+@pytest.mark.parametrize("low_latency, block, frontend", [(False, 4, "whisper-tiny-stream+energy-stream"),
                                                          (True, 1, "whisper-tiny-stream1+energy-stream1")])  # fmt: skip
 def test_stream_checkpoints_generate_their_blocks(low_latency: bool, block: int, frontend: str) -> None:
     generator = MotionGenerator(stream_checkpoint(low_latency))
@@ -206,11 +207,11 @@ def test_stream_checkpoints_generate_their_blocks(low_latency: bool, block: int,
 
 @pytest.mark.parametrize("low_latency", [False, True])
 def test_a_frame_waits_only_for_its_block_and_the_look_ahead(astronaut_portrait, speech16, low_latency) -> None:
-    """The latency budget: a frame needs at most its block and STREAM_LOOKAHEAD frames of audio (160 ms, or
+    """The latency budget: a frame needs at most its block and STREAM_LOOKAHEAD frames of audio (240 ms, or
     120 ms in low-latency sessions)."""
     session = TalkingSession(astronaut_portrait, low_latency=low_latency)
-    assert session.block == (1 if low_latency else 2)
-    assert (session.block + STREAM_LOOKAHEAD) / 25 <= (0.12 if low_latency else 0.16)
+    assert session.block == (1 if low_latency else 4)
+    assert (session.block + STREAM_LOOKAHEAD) / 25 <= (0.12 if low_latency else 0.24)
     needed = (session.block + STREAM_LOOKAHEAD) * SAMPLES_PER_FRAME
     session.push_audio(speech16[: needed - 1], 16000)
     assert list(session.frames()) == []

@@ -322,20 +322,22 @@ _FRONTENDS: dict[str, Callable[[], AudioFrontend]] = {
     **{name: partial(WhisperFrontend, name, *spec) for name, spec in WHISPER_MODELS.items()},
     "logmel": LogMelFrontend,
     "energy": EnergyFrontend,
-    # Streamed as live sessions compute them: "-stream" in 2-frame blocks, "-stream1" in 1-frame blocks (lower
-    # latency, more compute per second).
-    "whisper-tiny-stream": lambda: _streaming("whisper-tiny", 2),
-    "energy-stream": lambda: _streaming("energy", 2),
+    # Streamed as live sessions compute them: "-stream" in 4-frame blocks (STREAM_BLOCK), "-stream1" in 1-frame
+    # blocks (lower latency, more compute per second).
+    "whisper-tiny-stream": lambda: _streaming("whisper-tiny"),
+    "energy-stream": lambda: _streaming("energy"),
     "whisper-tiny-stream1": lambda: _streaming("whisper-tiny", 1),
     "energy-stream1": lambda: _streaming("energy", 1),
 }
 
 
-def _streaming(base: str, block: int) -> AudioFrontend:
-    """A front-end computed block by block as audio arrives (openvasa.audio.streaming)."""
+def _streaming(base: str, block: int | None = None) -> AudioFrontend:
+    """A front-end computed block by block as audio arrives (openvasa.audio.streaming), in STREAM_BLOCK frames
+    unless told otherwise."""
     from openvasa.audio import streaming
 
-    name = f"{base}-stream" + ("" if block == 2 else str(block))
+    block = block or streaming.STREAM_BLOCK
+    name = f"{base}-stream" + ("" if block == streaming.STREAM_BLOCK else str(block))
     if base == "energy":
         return streaming.StreamingFrontend(name, lambda: [streaming.EnergyBlocks()], block)
     # One thread: a session computes each block on its own thread (several sessions share the cores), and
@@ -378,6 +380,12 @@ def frontend_parts(name: str) -> list[str]:
                 f"unknown audio front-end {part!r}; choose one of {', '.join(FRONTEND_NAMES)} or join them with +"
             )
     return parts
+
+
+@cache
+def silence_features(name: str, frames: int, fps: float) -> np.ndarray:
+    """(frames, dim) features of silence from front-end `name`, computed once per process."""
+    return get_frontend(name).features(np.zeros(int(frames * SAMPLE_RATE / fps), np.float32), fps)
 
 
 def get_frontend(name: str) -> AudioFrontend:

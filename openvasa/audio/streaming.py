@@ -16,7 +16,9 @@ from openvasa.audio.features import WINDOW_S, frame_stats, n_frames_for, normali
 
 SAMPLE_RATE = 16000
 FPS = 25.0
-STREAM_BLOCK = 2  # frames per block (80 ms) by default: a chunk waits at most this long for its block to fill
+# Frames per block (160 ms) by default: a chunk waits at most this long for its block to fill. Whisper's cost is
+# per block (2 s of context each time), so 4-frame blocks cost half as much a frame as 2-frame ones.
+STREAM_BLOCK = 4
 STREAM_LOOKAHEAD = 2  # frames of audio after a block that its features wait for (the mouth leads the sound)
 WHISPER_CONTEXT_S = 2.0
 LEVEL_HISTORY_FRAMES = 750  # 30 s of loudness history sets the levels

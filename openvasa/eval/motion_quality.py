@@ -24,7 +24,8 @@ from openvasa.data.loader import rest_index, split_shards
 from openvasa.eval import metrics as m
 from openvasa.face.latent import FaceBasis, FaceLatent, Identity
 from openvasa.motion.baseline import generate_baseline_motion
-from openvasa.motion.generator import GenerationSettings, MotionGenerator
+from openvasa.motion.generator import MotionGenerator
+from openvasa.motion.settings import GenerationSettings
 
 
 @dataclass

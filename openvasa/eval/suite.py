@@ -27,7 +27,8 @@ from openvasa.face.latent import FaceLatent, FaceLatentCodec
 from openvasa.face.track import fill_gaps
 from openvasa.io.media import write_video
 from openvasa.motion.baseline import generate_baseline_motion
-from openvasa.motion.generator import GenerationSettings, load_generator
+from openvasa.motion.generator import load_generator
+from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ class DiTConfig:
     dropout: float = 0.0
     # Context tokens attend only to each other and are modulated without the noise level, so they are encoded
     # once per window and every denoising step runs only the window's tokens against their cached keys and
-    # values (a live 2-frame window with 12 frames of context, 10 steps: 8.8 ms instead of 11.1 ms on one core;
-    # with so few tokens, the count of operations costs more than their arithmetic).
+    # values (a live 2-frame window with 12 frames of context, 10 steps: 8.8 ms instead of 11.1 ms on one core; a
+    # 4-frame window costs about as much as a 2-frame one: with so few tokens, the count of operations costs more
+    # than their arithmetic).
     cached_context: bool = False
 
     def to_dict(self) -> dict:

@@ -6,21 +6,20 @@ gaze and head distance directly, emotion as an expression offset; without contro
 gaze and expression are the conditions, so a smiling portrait keeps smiling while it talks.
 """
 
-from dataclasses import dataclass
 from functools import lru_cache, partial
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from openvasa.audio.features import n_frames_for
-from openvasa.audio.frontends import get_frontend
+from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import SAMPLE_RATE
 from openvasa.motion.baseline import REST_OPENING, MouthModel
+from openvasa.motion.checkpoint import MODEL_FPS, checkpoint_path, model_features
 from openvasa.motion.controls import MotionControls, emotion_offset
 from openvasa.motion.diffusion import (
     SAMPLERS,
@@ -30,6 +29,7 @@ from openvasa.motion.diffusion import (
     traced_window_sampler,
 )
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
+from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
     GAZE,
     LOG_SCALE,
@@ -41,35 +41,12 @@ from openvasa.motion.signals import (
     pose_from_delta,
 )
 
-CHECKPOINT_FILE = "motion_dit.pt"
-MODEL_FPS = 25.0
-
-
-@dataclass
-class GenerationSettings:
-    steps: int = 10
-    sampler: str = "dpmpp_2m"
-    cfg_audio: float = 0.35  # tuned on the validation people: natural blink rate, best lip error
-    cfg_control: float = 0.0
-    # Gaussian sigmas in frames. Samples carry frame-to-frame noise of about a tenth of the data's std, which
-    # tripled the head's frame-to-frame motion (real: 0.32 deg/frame) and shook the lips; the training data's
-    # pose was smoothed with sigma 1 too. Eyes are left as sampled: smoothing them erases blinks.
-    pose_smoothing: float = 1.5
-    dynamics_smoothing: float = 1.0
-    causal_smoothing: bool = False  # smooth as a live stream must (no future frames): same output as a session
-    # A TorchScript-traced sampler: the same numbers, 2.4x faster per window and free of the GIL once traced,
-    # but tracing takes seconds up front (more with many steps), so only live sessions use it.
-    compiled: bool = False
-
 
 class MotionGenerator:
     """A loaded motion checkpoint. generate() turns audio into a FaceLatent sequence for one portrait."""
 
     def __init__(self, checkpoint: str | Path | None = None) -> None:
-        path = Path(checkpoint) if checkpoint else Path(str(resources.files("openvasa") / "assets" / CHECKPOINT_FILE))
-        if not path.exists():
-            raise OpenVasaError(f"motion checkpoint {path} not found (train one with `openvasa train-motion`)")
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(checkpoint_path(checkpoint), map_location="cpu", weights_only=False)
         self.config = DiTConfig(**payload["dit"])
         self.model = MotionDiT(self.config)
         self.model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
@@ -107,13 +84,11 @@ class MotionGenerator:
     def audio_features(self, audio: np.ndarray) -> np.ndarray:
         """(T, A) features of 16 kHz audio at the model's frame rate, and the features of silence that the first
         window's context needs (cached), so that both can be computed ahead, e.g. while a portrait is analysed."""
-        self.silence_features(self.config.context)
-        return self.frontend.features(audio, MODEL_FPS)
+        return model_features(self.frontend.name, self.config.context, audio)
 
-    @lru_cache(maxsize=4)  # noqa: B019 (one generator per checkpoint lives for the process)
     def silence_features(self, frames: int) -> np.ndarray:
         """(frames, A) audio features of silence."""
-        return self.frontend.features(np.zeros(int(frames * SAMPLE_RATE / MODEL_FPS), np.float32), MODEL_FPS)
+        return silence_features(self.frontend.name, frames, MODEL_FPS)
 
     def conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
         """Normalised control tensors (1, .) and their presence flags."""

@@ -25,10 +25,10 @@ from openvasa.stream.session import StreamFrame, TalkingSession
 log = logging.getLogger(__name__)
 
 JITTER_S = 0.12  # audio may arrive this late before the session fills silence instead of waiting
-# A frame whose audio arrived longer ago than this is sent with the previous picture instead of a new one: a
-# machine that cannot draw 25 pictures a second stays live (latency bounded, audio on time) at a lower picture
-# rate, instead of falling further and further behind.
-SKIP_AFTER_S = 0.3
+# A frame whose picture, drawn now, would go out later after its audio arrived than its block's own wait (block and
+# look-ahead) plus this margin is sent with the previous picture instead: a machine that cannot draw 25 pictures a
+# second stays live (latency bounded, audio on time) at a lower picture rate, instead of falling further behind.
+SKIP_MARGIN_S = 0.14
 
 Clock = Callable[[], float]  # monotonic seconds
 
@@ -85,12 +85,13 @@ class LiveSession:
 
     def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
                  on_event: Callable[[str, float], None] | None = None, clock: Clock = time.monotonic,
-                 skip_after_s: float = SKIP_AFTER_S) -> None:  # fmt: skip
+                 skip_after_s: float | None = None) -> None:  # fmt: skip
         self.session = session
         self.on_frame = on_frame
         self.on_event = on_event  # VAD events of the client's speech: ("speech_start" | "speech_end", seconds)
         self.jitter_s = jitter_s
-        self.skip_after_s = skip_after_s
+        # 0.38 s for the default 4-frame blocks, 0.26 s for the low-latency 1-frame ones
+        self.skip_after_s = (session.latency_frames + 1) / FPS + SKIP_MARGIN_S if skip_after_s is None else skip_after_s
         self.clock = clock
         self.stats = LiveStats(clock=clock, started=clock())
         self.error: Exception | None = None
@@ -106,6 +107,7 @@ class LiveSession:
         # (frame showing a chunk's end, arrival time, client speech or filled silence)
         self._arrivals: deque[tuple[int, float, bool]] = deque()
         self._last_picture: np.ndarray | None = None
+        self._draw_s = 0.0  # how long drawing a picture takes (moving average, on the session's clock)
         self._marks: deque[tuple[int, Callable[[], None]]] = deque()  # (frame, callback)
 
     def start(self) -> "LiveSession":
@@ -227,19 +229,22 @@ class LiveSession:
             self.error = e
 
     def _show(self, epoch: int, frame: StreamFrame, points: np.ndarray) -> None:
-        """Draw a frame and hand it on, unless an interrupt came after it was computed. A frame already later
-        than skip_after_s keeps the previous picture: its audio goes out on time, the picture is skipped."""
+        """Draw a frame and hand it on, unless an interrupt came after it was computed. A frame whose picture would
+        be out later than skip_after_s keeps the previous picture: its audio goes out on time, the picture is
+        skipped."""
         if epoch != self._epoch:
             return
         with self._lock:
             # The first chunk whose end this frame shows or precedes (earlier ones went with earlier frames):
             # this frame's audio had come by then.
             arrived = self._arrivals[0][1] if self._arrivals else None
-        late = arrived is not None and self.clock() - arrived > self.skip_after_s
+        late = arrived is not None and self.clock() + self._draw_s - arrived > self.skip_after_s
         if late and self._last_picture is not None:
             frame.image, frame.skipped = self._last_picture, True
         else:
+            started = self.clock()
             self.session.render(frame, points)
+            self._draw_s += 0.25 * (self.clock() - started - self._draw_s)
             self._last_picture = frame.image
         now = self.clock()
         with self._lock:

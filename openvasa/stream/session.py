@@ -6,7 +6,7 @@
         show(frame.image); play(frame.audio)
 
 It runs the offline stages (openvasa.audio.streaming, openvasa.motion.generator.MotionStream, the portrait's
-renderer) block by block: a block of frames at a time (2, or 1 with low_latency=True), once their audio and
+renderer) block by block: a block of frames at a time (4, or 1 with low_latency=True), once their audio and
 STREAM_LOOKAHEAD frames more have arrived. `idle()` fills silence when no audio comes, so the face keeps
 blinking and moving while it listens; `interrupt()` drops the audio not yet shown. The stream's motion model is trained on blocks
 (its window is the block), so its offline replay (`generate` with that checkpoint and causal smoothing) gives
@@ -27,11 +27,12 @@ from openvasa.audio.streaming import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, STREAM
 from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.motion.controls import MotionControls
-from openvasa.motion.generator import GenerationSettings, MotionStream, load_generator
+from openvasa.motion.generator import MotionStream, load_generator
+from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait
 from openvasa.stream.vad import SpeechDetector
 
-STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 2-frame blocks: better lip sync, 0.65 of a core
+STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 4-frame blocks: better lip sync, under half a core
 LOW_LATENCY_CHECKPOINT = "motion_dit_stream1.pt"  # 1-frame blocks: 40 ms sooner, 1.1 cores
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_PENDING_S = 30.0  # audio pushed ahead of the frames is capped: a client cannot grow memory without bound
@@ -91,7 +92,7 @@ class TalkingSession:
 
     @property
     def block(self) -> int:
-        """Frames per block: 2, or 1 for low-latency sessions."""
+        """Frames per block: 4, or 1 for low-latency sessions."""
         return self.audio.block_frames
 
     def _warm_up(self) -> None:
