@@ -21,6 +21,7 @@ from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path
 from openvasa.motion.controls import MOTION_MODELS, MotionControls
 from openvasa.motion.settings import GenerationSettings
+from openvasa.render.raster import load_compiled
 from openvasa.render.renderer import PortraitRenderer
 
 if TYPE_CHECKING:
@@ -112,6 +113,8 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         # by side each took three times as long.
         if path is not None:
             features = pool.submit(checkpoint_features, path, pcm)
+        pool.submit(load_compiled)  # then the rasteriser's compiled loop, off the main thread too
+        if path is not None:
             generator = _load_generator(path)
         portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
         controls = controls or MotionControls()
