@@ -1,4 +1,4 @@
-"""The portrait renderer: warp + eye layer + mouth layer, built once per portrait."""
+"""The portrait renderer: warp + eye layer + lid layer + mouth layer, built once per portrait."""
 
 import numpy as np
 
@@ -6,6 +6,7 @@ from openvasa.face import landmarks as lm
 from openvasa.face.detect import FaceCrop
 from openvasa.face.geometry import fit_similarity
 from openvasa.render.eyes import EyeLayer
+from openvasa.render.lids import LidLayer
 from openvasa.render.mouth import MouthLayer
 from openvasa.render.warp import MeshWarper
 
@@ -16,6 +17,7 @@ class PortraitRenderer:
     def __init__(self, crop: FaceCrop) -> None:
         self.crop = crop
         self.eyes = EyeLayer(crop.image, crop.landmarks)
+        self.lids = LidLayer(crop.image, crop.landmarks)
         self.mouth = MouthLayer(crop.image, crop.landmarks)
         margin = (crop.context.shape[0] - crop.image.shape[0]) // 2
         self.warper = MeshWarper(crop.landmarks, crop.image.shape[0], margin)
@@ -37,6 +39,7 @@ class PortraitRenderer:
         frame = self.warper.warp(self._source, unzoomed, zoom, centre)
         target = target_landmarks.astype(np.float64)
         self.eyes.composite(frame, target)
+        self.lids.composite(frame, target)
         self.mouth.composite(frame, target)
         return frame
 

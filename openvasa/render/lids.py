@@ -1,0 +1,120 @@
+"""Upper eyelids as their own layer. The warp alone closes an eye by squeezing it: the lash line and the skin
+above it are stretched down over the eye, which reads as a squint or a smear (re-detected, the rendered eye
+stayed 0.3-0.7 as open as at rest at the deepest point of a blink). Here, where the target's upper lid has come
+down from where it rests, the band it swept over is painted with the portrait's own lid skin (the band above its
+lash line, stretched to fit), and the portrait's lash colour is drawn along the lid's new edge: the eye is
+covered from above, not squashed.
+"""
+
+import cv2
+import numpy as np
+
+from openvasa.face import landmarks as lm
+from openvasa.render.eyes import polygon_mask
+from openvasa.render.raster import fill_affine_maps
+
+# (upper lid, lower lid, corners) per eye; the lid tuples run corner to corner, index i of one facing index i of
+# the other.
+LIDS = (
+    (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_EYE_CORNERS),
+    (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_EYE_CORNERS),
+)
+# The lid skin is taken from this band above the portrait's lash line, in units of the eye's local opening: below
+# its low edge are the lashes, above its high edge the crease and the brow.
+BAND_LOW, BAND_HIGH = 0.25, 0.9
+MIN_CLOSURE = 0.08  # lid travel, as a share of the resting opening, below which the warp alone is kept
+LASH_WIDTH = 0.035  # of the eye's width
+
+
+class LidLayer:
+    """Built from the portrait and its landmarks (S, S, 3) and (478, 3)."""
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+        self.image, self.landmarks = image, landmarks
+        self.eyes = []
+        for upper, lower, corners in LIDS:
+            top, bottom = landmarks[list(upper), :2], landmarks[list(lower), :2]
+            opening = np.linalg.norm(top - bottom, axis=1)  # (9,) 0 at the corners
+            axis = landmarks[corners[1], :2] - landmarks[corners[0], :2]
+            up = np.array([axis[1], -axis[0]]) / np.linalg.norm(axis)
+            up = up if up[1] < 0 else -up  # towards the brow
+            band_low = top + BAND_LOW * opening[:, None] * up
+            band_high = top + BAND_HIGH * opening[:, None] * up
+            # The lash line: the darker half of the pixels along the upper lid.
+            samples = _sample(image, np.linspace(top[:-1], top[1:], 5).reshape(-1, 2))
+            lash = np.percentile(samples, 25, axis=0)
+            self.eyes.append((band_low, band_high, opening, lash))
+
+    def composite(self, frame: np.ndarray, target: np.ndarray) -> None:
+        """Draw the lids into `frame` (in place) where the target's upper lids (478, 3 landmarks of the frame) have
+        come down from the portrait's."""
+        source = self.landmarks
+        for (upper, lower, corners), (band_low, band_high, opening, lash) in zip(LIDS, self.eyes, strict=True):
+            lid, bottom = target[list(upper), :2], target[list(lower), :2]
+            # Where the upper lid would rest in this pose: the portrait's opening above the target's lower lid,
+            # turned and scaled as the eye's corners are.
+            src_axis = source[corners[1], :2] - source[corners[0], :2]
+            dst_axis = target[corners[1], :2] - target[corners[0], :2]
+            turn = _similarity(src_axis, dst_axis)
+            resting = bottom + (source[list(upper), :2] - source[list(lower), :2]) @ turn.T
+            travel = np.linalg.norm(resting - lid, axis=1)
+            if travel[1:-1].mean() < MIN_CLOSURE * opening[1:-1].mean() * np.linalg.norm(turn[0]):
+                continue
+            self._paint(frame, resting, lid, band_high, band_low, lash, np.linalg.norm(dst_axis))
+
+    def _paint(self, frame: np.ndarray, resting: np.ndarray, lid: np.ndarray, band_high: np.ndarray,
+               band_low: np.ndarray, lash: np.ndarray, eye_width: float) -> None:  # fmt: skip
+        """Map the skin band (band_high above band_low) onto the swept band (resting above lid)."""
+        h, w = frame.shape[:2]
+        polygon = np.concatenate([resting, lid[::-1]])
+        pad = int(np.ceil(eye_width * LASH_WIDTH)) + 2
+        x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - pad, 0)
+        x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + pad + 1, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            return
+        offset = np.array([x0, y0], np.float64)
+        triangles, sources = [], []
+        for i in range(len(lid) - 1):
+            quad = (resting[i], resting[i + 1], lid[i + 1], lid[i])
+            skin = (band_high[i], band_high[i + 1], band_low[i + 1], band_low[i])
+            for a, b, c in ((0, 1, 2), (0, 2, 3)):
+                triangles.append([quad[a], quad[b], quad[c]])
+                sources.append([skin[a], skin[b], skin[c]])
+        tri = np.array(triangles) - offset  # (F, 3, 2) ROI pixels
+        src = np.array(sources)
+        corners = np.concatenate([tri, np.ones((len(tri), 3, 1))], axis=2)  # (F, 3, 3)
+        area = np.abs(np.linalg.det(corners)) / 2
+        keep = np.flatnonzero(area > 0.05)
+        coeffs = np.zeros((len(tri), 3, 2))
+        coeffs[keep] = np.linalg.solve(corners[keep], src[keep])  # [x, y, 1] @ coeffs[f] = source xy
+        size = (y1 - y0, x1 - x0)
+        map_x, map_y = np.empty(size, np.float32), np.empty(size, np.float32)
+        if not len(keep):
+            return
+        # Pixels on the band's anti-aliased rim, outside every triangle, take the middle triangle's mapping.
+        rim = coeffs[keep[len(keep) // 2]]
+        fill_affine_maps(np.ascontiguousarray(tri), coeffs, keep.astype(np.int64), rim, map_x, map_y)
+        skin = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.GaussianBlur(polygon_mask(size, polygon, offset), (3, 3), 0.8)  # a soft rim, not a seam
+        # The lid's edge: the portrait's lash colour along the lid line, over the skin.
+        lashes = np.zeros(size, np.uint8)
+        line = np.round((lid - offset) * 16).astype(np.int32)
+        thickness = max(1, int(round(eye_width * LASH_WIDTH)))
+        cv2.polylines(lashes, [line], False, 255, thickness, cv2.LINE_AA, shift=4)
+        lash_alpha = lashes.astype(np.float32)[..., None] / 255
+        painted = skin.astype(np.float32) * (1 - lash_alpha) + lash * lash_alpha
+        alpha = np.maximum(alpha, lashes.astype(np.float32) / 255)[..., None]
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + alpha * (painted - roi), 0, 255).astype(np.uint8)
+
+
+def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2x2 rotation and scale that turns vector `source` into `target`."""
+    a = complex(*target) / complex(*source)
+    return np.array([[a.real, -a.imag], [a.imag, a.real]])
+
+
+def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 bilinear colours at points (N, 2)."""
+    xy = points.astype(np.float32)[None]
+    return cv2.remap(image, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR).reshape(-1, 3).astype(np.float32)
