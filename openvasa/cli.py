@@ -38,6 +38,13 @@ def _emotion(text: str) -> str | list[float]:
         ) from None
 
 
+FRAMINGS = ("auto", "wide")  # openvasa.face.detect.FRAMINGS (not imported here: --help stays light)
+FRAMING_HELP = (
+    "auto (default): head and shoulders as far as the picture reaches, a close-up when it is tight, every pixel "
+    "from the picture; wide: head and shoulders always, what the picture lacks filled in, out of focus"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openvasa", description="Talking-face videos from one portrait and speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -57,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="random seed of the motion (blinks, head sway)")
     gen.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     gen.add_argument("--face-index", type=int, help="which face when the image has several (0 = largest)")
+    gen.add_argument("--framing", choices=FRAMINGS, default="auto", help=FRAMING_HELP)
     gen.add_argument(
         "--motion",
         choices=MOTION_MODELS,
@@ -76,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--pose-only", action="store_true", help="transfer head pose only (expression stays)")
     only.add_argument("--expression-only", action="store_true", help="transfer expression only (head stays)")
     ree.add_argument("--face-index", type=int, help="which face of the portrait when it has several")
+    ree.add_argument("--framing", choices=FRAMINGS, default="auto", help=FRAMING_HELP)
 
     sub.add_parser(
         "train-motion",
@@ -194,10 +203,13 @@ def run(args: argparse.Namespace) -> Path:
             progress=True,
             motion=args.motion,
             settings=settings,
+            framing=args.framing,
         )
     if args.command == "reenact":
         mode = "pose" if args.pose_only else "expression" if args.expression_only else "full"
-        return pipeline.reenact(args.image, args.video, args.output, mode, args.face_index, progress=True)
+        return pipeline.reenact(
+            args.image, args.video, args.output, mode, args.face_index, progress=True, framing=args.framing
+        )
     return run_demo(args.output)
 
 

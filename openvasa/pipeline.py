@@ -47,11 +47,12 @@ class Portrait:
 
 
 def prepare_portrait(image: np.ndarray | str | Path, face_index: int | None = None,
-                     codec: FaceLatentCodec | None = None) -> Portrait:  # fmt: skip
-    """Find, frame and analyse the face of a portrait (array RGB uint8 or image path)."""
+                     codec: FaceLatentCodec | None = None, framing: str = "auto") -> Portrait:  # fmt: skip
+    """Find, frame and analyse the face of a portrait (array RGB uint8 or image path). framing: "auto" (as wide as
+    the picture allows, every pixel from it) or "wide" (head and shoulders, what the picture lacks filled in)."""
     pixels = load_image(image) if isinstance(image, str | Path) else image
     with FaceAnalyzer(static=True) as analyzer:
-        crop = analyzer.crop_portrait(pixels, face_index)
+        crop = analyzer.crop_portrait(pixels, face_index, framing)
     codec = codec or FaceLatentCodec()
     return Portrait(crop, codec.identity_of(crop.landmarks), PortraitRenderer(crop))
 
@@ -91,14 +92,15 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
              output: str | Path | None = None, controls: MotionControls | None = None, seed: int = 0,
              fps: float = 25.0, face_index: int | None = None, progress: bool = False, motion: str = "dit",
              settings: GenerationSettings | None = None, on_progress: Callable[[float], None] | None = None,
-             checkpoint: str | Path | None = None) -> Path | list[np.ndarray]:  # fmt: skip
+             checkpoint: str | Path | None = None, framing: str = "auto") -> Path | list[np.ndarray]:  # fmt: skip
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
     array or audio file).
 
     motion: "dit", the trained motion diffusion transformer (`openvasa.motion.generator`), or "baseline",
     the hand-built audio-driven motion (`openvasa.motion.baseline`). Writes an mp4 and returns its path when
     `output` is given, else returns the frames. on_progress(fraction of frames rendered) is called as it goes.
-    checkpoint: another motion checkpoint than the shipped one (e.g. the streaming model's).
+    checkpoint: another motion checkpoint than the shipped one (e.g. the streaming model's). framing: see
+    prepare_portrait.
     """
     if not 1 <= fps <= 60:
         raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
@@ -116,7 +118,7 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         pool.submit(load_compiled)  # then the rasteriser's compiled loop, off the main thread too
         if path is not None:
             generator = _load_generator(path)
-        portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec)
+        portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec, framing)
         controls = controls or MotionControls()
         rest_opening = portrait.identity.rest_opening(codec.basis)
         if path is not None:
@@ -181,13 +183,13 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
 
 
 def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Path | None = None,
-            mode: str = "full", face_index: int | None = None,
-            progress: bool = False) -> Path | list[np.ndarray]:  # fmt: skip
+            mode: str = "full", face_index: int | None = None, progress: bool = False,
+            framing: str = "auto") -> Path | list[np.ndarray]:  # fmt: skip
     """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
     _check_reenact_mode(mode)
     clip = read_video(video)
     codec = FaceLatentCodec()
-    portrait = prepare_portrait(image, face_index, codec)
+    portrait = prepare_portrait(image, face_index, codec, framing)
     tracked = track_frames(clip.frames, keep_frames=False)
     driver = codec.encode(tracked.landmarks)
     latent = transfer_motion(driver, mouth_opening(tracked.landmarks), portrait.identity.reference, mode)

@@ -27,6 +27,13 @@ MIN_FACE_PX = 48  # forehead-to-chin height in the input image
 FACE_HEIGHT_IN_FRAME = 0.36
 MAX_FACE_HEIGHT_IN_FRAME = 0.55
 FACE_CENTRE_Y_IN_FRAME = 0.42  # leaves room for hair above and shoulders below
+# Portrait framings (`--framing`): "auto" frames the face as large as it must be and no larger for every output
+# pixel to come from the picture (a tight picture gives a close-up); "wide" keeps the head-and-shoulders
+# composition and synthesises what the picture lacks.
+FRAMINGS = ("auto", "wide")
+AUTO_FACE_HEIGHTS = np.linspace(FACE_HEIGHT_IN_FRAME, 0.85, 26)
+AUTO_CENTRE_SHIFTS = (0.0, -0.04, 0.04, -0.08, 0.08, -0.12, 0.12)  # of the frame, x and y: off-centre before closer
+NO_PADDING = 0.002  # the share of the frame that counts as none (a few pixels at the corners)
 CONTEXT_MARGIN = FRAME_SIZE // 4
 
 
@@ -112,8 +119,10 @@ class FaceAnalyzer:
         pts = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
         return pts * np.array([w, h, w], np.float32)
 
-    def crop_portrait(self, image: np.ndarray, face_index: int | None = None) -> FaceCrop:
-        """Frame the chosen face (largest by default) as a FRAME_SIZE head-and-shoulders crop."""
+    def crop_portrait(self, image: np.ndarray, face_index: int | None = None, framing: str = "auto") -> FaceCrop:
+        """Frame the chosen face (largest by default) in a FRAME_SIZE crop, as `framing` (one of FRAMINGS) says."""
+        if framing not in FRAMINGS:
+            raise OpenVasaError(f"unknown framing {framing!r}; choose from {', '.join(FRAMINGS)}")
         boxes = self.detect(image)
         if not boxes:
             raise OpenVasaError("no face found in the image")
@@ -127,8 +136,13 @@ class FaceAnalyzer:
         if points is None:
             raise OpenVasaError("a face was detected but its landmarks could not be found (too blurred or turned?)")
         _check_face_visible(points, image.shape[:2])
-        to_crop = least_padded_framing(points, image.shape[:2])
+        if framing == "auto":
+            to_crop = unpadded_framing(points, image.shape[:2])
+        else:
+            to_crop = framing_transform(points, FACE_HEIGHT_IN_FRAME)
         crop, padded = warp_with_padding(image, to_crop, FRAME_SIZE)
+        if padded.any():
+            log.info("%.1f%% of the frame is not in the picture and was filled in", 100 * padded.mean())
         refined = self.landmarks(crop)
         if refined is None:  # fall back to the transformed first pass
             refined = transform_points(points, to_crop)
@@ -218,33 +232,79 @@ def least_padded_framing(points: np.ndarray, shape: tuple[int, int], size: int =
     return best
 
 
-def framing_transform(points: np.ndarray, face_fraction: float, size: int = FRAME_SIZE) -> np.ndarray:
-    """(2, 3) similarity from image pixels to the output frame: eyes level, face centred, given face height."""
+def unpadded_framing(points: np.ndarray, shape: tuple[int, int], size: int = FRAME_SIZE) -> np.ndarray:
+    """The widest framing, eyes level or as the picture has them, face centred or a little off, whose every pixel
+    is in the picture; where none is, the one that needs the least filling in."""
+    best, best_padding = None, 2.0
+    for fraction in AUTO_FACE_HEIGHTS:
+        for level in (True, False):
+            for dx, dy in sorted(
+                ((x, y) for x in AUTO_CENTRE_SHIFTS for y in AUTO_CENTRE_SHIFTS), key=lambda d: abs(d[0]) + abs(d[1])
+            ):
+                affine = framing_transform(points, fraction, size, level, (dx, dy))
+                padding = _padding(affine, shape, size)
+                if padding <= NO_PADDING:
+                    return affine
+                if padding < best_padding - 1e-3:
+                    best, best_padding = affine, padding
+    return best
+
+
+def _padding(affine: np.ndarray, shape: tuple[int, int], size: int) -> float:
+    """The share of a size x size framing outside an image of `shape`, on a grid an eighth of the frame's size."""
+    scaled = np.array(affine) / 8
+    inside = cv2.warpAffine(np.ones(shape, np.uint8), scaled, (size // 8, size // 8), flags=cv2.INTER_NEAREST)
+    return 1.0 - float(inside.mean())
+
+
+def framing_transform(points: np.ndarray, face_fraction: float, size: int = FRAME_SIZE, level: bool = True,
+                      shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
+    """(2, 3) similarity from image pixels to the output frame: eyes level (or the picture's own tilt), face
+    centred (shifted by `shift` of the frame), given face height."""
     right_eye = points[list(lm.RIGHT_EYE_CORNERS), :2].mean(0)
     left_eye = points[list(lm.LEFT_EYE_CORNERS), :2].mean(0)
-    angle = np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
+    angle = np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]) if level else 0.0
     face_height = np.linalg.norm(points[lm.FOREHEAD_TOP, :2] - points[lm.CHIN, :2])
     centre = (points[lm.FOREHEAD_TOP, :2] + points[lm.CHIN, :2]) / 2
     scale = face_fraction * size / face_height
     c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
     rot = np.array([[c, -s], [s, c]])
-    target = np.array([size / 2, FACE_CENTRE_Y_IN_FRAME * size])
+    target = np.array([0.5 + shift[0], FACE_CENTRE_Y_IN_FRAME + shift[1]]) * size
     return np.hstack([rot, (target - rot @ centre)[:, None]])
 
 
 def warp_with_padding(image: np.ndarray, affine: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Warp into a size x size frame; pixels outside the source repeat the edge and are blurred so that
-    padding reads as out-of-focus background."""
+    """Warp into a size x size frame. Pixels outside the picture get the picture's colours spread out from its
+    edge, the further out the more blurred: an out-of-focus continuation rather than the edge stretched into bands
+    or a mirrored copy of the face."""
     out = cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(
         np.full(image.shape[:2], 255, np.uint8), affine, (size, size), flags=cv2.INTER_NEAREST, borderValue=0
     )
     padded = inside < 128
     if padded.any():
-        blurred = cv2.GaussianBlur(out, (0, 0), sigmaX=size / 40)
-        alpha = cv2.GaussianBlur(padded.astype(np.float32), (0, 0), sigmaX=size / 100)[..., None]
-        out = (out * (1 - alpha) + blurred * alpha).astype(np.uint8)
+        alpha = cv2.GaussianBlur(padded.astype(np.float32), (0, 0), sigmaX=size / 200)[..., None]
+        out = (out * (1 - alpha) + _spread(out, ~padded) * alpha).astype(np.uint8)
     return out, padded
+
+
+def _spread(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill every pixel with the known pixels' colours, normalised-blurred: the finest of several blurs (sigma 1/64
+    to 1/2 of the frame) that has enough known pixels near it. Computed at a quarter of the resolution."""
+    size = image.shape[0]
+    small = size // 4
+    colours = cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA).astype(np.float32)
+    weight = cv2.resize(known.astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
+    filled = np.zeros_like(colours)
+    done = np.zeros((small, small), np.float32)
+    for sigma in (small / 64, small / 32, small / 16, small / 8, small / 4, small / 2):
+        w = cv2.GaussianBlur(weight, (0, 0), sigma)
+        c = cv2.GaussianBlur(colours * weight[..., None], (0, 0), sigma) / np.maximum(w, 1e-6)[..., None]
+        take = np.clip(w / 0.2, 0, 1) * (1 - done)  # a blur counts where a fifth of its neighbourhood is known
+        filled += take[..., None] * c
+        done += take
+    filled /= np.maximum(done, 1e-6)[..., None]
+    return cv2.resize(np.clip(filled, 0, 255), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def invert_affine(affine: np.ndarray) -> np.ndarray:
