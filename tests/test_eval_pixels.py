@@ -6,6 +6,7 @@ import numpy as np
 
 from openvasa.eval.pixels import blink_depths, frame_scores, mouth_box, score_clip
 from openvasa.eval.suite import FPS, frames_at
+from openvasa.io.media import load_audio
 from tests.conftest import shared_file
 
 
@@ -34,13 +35,15 @@ def test_blink_depth_compares_the_deepest_frames():
 
 
 def test_self_reenactment_of_a_real_clip_keeps_its_blinks():
-    """6 s of an unseen person: the reenactment re-detects as many blinks as the clip, closing nearly as far."""
+    """6 s of an unseen person: the reenactment re-detects as many blinks as the clip, closing nearly as far; and
+    `generate` from its first frame shows blinks a viewer sees."""
     video = shared_file("videos/styletalk_feifeili_clip1.mp4")
     real = list(frames_at(video, np.arange(int(6 * FPS)) / FPS))
-    scores, row = score_clip(real)
+    scores, row = score_clip(real, load_audio(video)[: 6 * 16000])
     print(f"\n{scores}")
     assert row.shape == (256, 1024, 3)
     assert scores.blinks_per_min_real > 0
     assert abs(scores.blinks_per_min_rendered - scores.blinks_per_min_real) <= 0.25 * scores.blinks_per_min_real
     assert scores.blink_depth_rendered <= 0.4
     assert scores.face_ssim > 0.7 and scores.mouth_ssim > 0.6
+    assert scores.generate_blinks_per_min_seen > 0

@@ -5,7 +5,9 @@ motion drives it, and the rendered frames are compared with the real ones where 
 
 Per clip, in the portrait's 512² framing: face SSIM and PSNR (inside the real face's outline), mouth SSIM (the
 real lips' box, grown by a third), and blinks re-detected with MediaPipe in both videos: blinks per minute, and
-how far the eye closes at the deepest frame of each real blink (openness over the clip's median). Writes
+how far the eye closes at the deepest frame of each real blink (openness over the clip's median). And for
+`generate` from the same first frame and the clip's audio: the blinks per minute in the motion model's latent and
+re-detected in the rendered frames (what a viewer sees). Writes
 results.json, results.md and a contact sheet (the deepest blink and the widest mouth of each clip, real beside
 rendered) to --out. Metric definitions: docs/metrics.md.
 """
@@ -25,6 +27,7 @@ from openvasa.face import landmarks as lm
 from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.face.track import fill_gaps, track_frames
+from openvasa.motion.generator import load_generator
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents, transfer_motion
 
 MOUTH_MARGIN = 1 / 3  # the lips' box grows by this share of its size on each side: lips, teeth and the skin around
@@ -40,6 +43,8 @@ class PixelScores:
     blinks_per_min_rendered: float
     blink_depth_real: float  # median over the real blinks of the deepest openness / the clip's median openness
     blink_depth_rendered: float  # the rendered eye's at the same frames
+    generate_blinks_per_min_latent: float  # generate from the first frame and the clip's audio: the model's blinks
+    generate_blinks_per_min_seen: float  # ... and those re-detected in its frames
     frames: int
 
 
@@ -112,9 +117,21 @@ def self_reenact(real: list[np.ndarray]) -> tuple[Portrait, list[np.ndarray], li
     return portrait, framed, rendered
 
 
-def score_clip(real: list[np.ndarray]) -> tuple[PixelScores, np.ndarray]:
-    """Scores of one clip's self-reenactment, and its contact-sheet row (deepest blink, widest mouth)."""
-    _, framed, rendered = self_reenact(real)
+def generated_blinks(portrait: Portrait, audio: np.ndarray) -> tuple[float, float]:
+    """Blinks per minute of `generate` (the shipped model) from this portrait and 16 kHz audio: in the model's latent,
+    and re-detected in the rendered frames."""
+    codec = FaceLatentCodec()
+    latent = load_generator().generate(
+        audio, FPS, portrait.identity.reference, codec.basis, rest_opening=portrait.identity.rest_opening(codec.basis)
+    )
+    seen = lm.eye_openness(redetect(list(render_latents(portrait, latent, codec)))).mean(1)
+    return float(blink_rate(latent.eyes, FPS)), float(blink_rate(np.repeat(seen[:, None], 2, axis=1), FPS))
+
+
+def score_clip(real: list[np.ndarray], audio: np.ndarray) -> tuple[PixelScores, np.ndarray]:
+    """Scores of one clip (frames and their 16 kHz audio): its self-reenactment, blinks of `generate` from its
+    first frame, and its contact-sheet row (deepest blink, widest mouth)."""
+    portrait, framed, rendered = self_reenact(real)
     real_points, rendered_points = redetect(framed), redetect(rendered)
     per_frame = np.array([frame_scores(a, b, p) for a, b, p in zip(framed, rendered, real_points, strict=True)])
     real_open = lm.eye_openness(real_points).mean(1)
@@ -129,6 +146,13 @@ def score_clip(real: list[np.ndarray]) -> tuple[PixelScores, np.ndarray]:
         blinks_per_min_rendered=float(blink_rate(eyes(rendered_open), FPS)),
         blink_depth_real=depth_real,
         blink_depth_rendered=depth_rendered,
+        **dict(
+            zip(
+                ("generate_blinks_per_min_latent", "generate_blinks_per_min_seen"),
+                generated_blinks(portrait, audio),
+                strict=True,
+            )
+        ),  # fmt: skip
         frames=len(real),
     )
     blink, mouth = int(np.argmin(real_open)), int(np.argmax(lm.mouth_opening(real_points)))
@@ -144,7 +168,7 @@ def evaluate(videos: Path, out: Path, max_seconds: float | None = 10.0, prep: Pa
     results, rows = {}, []
     for clip in eval_clips(config):
         real = list(frames_at(clip.video, clip.start_s + np.arange(clip.frames) / FPS))
-        scores, row = score_clip(real)
+        scores, row = score_clip(real, clip.audio)
         results[clip.name] = asdict(scores)
         rows.append(row)
         print(clip.name, {k: round(v, 3) for k, v in asdict(scores).items()}, flush=True)
@@ -165,7 +189,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {name} | {r['face_ssim']:.3f} | {r['mouth_ssim']:.3f} | {r['face_psnr']:.1f} | "
             f"{r['blinks_per_min_real']:.1f} | {r['blinks_per_min_rendered']:.1f} | {r['blink_depth_real']:.2f} | "
-            f"{r['blink_depth_rendered']:.2f} |"
+            f"{r['blink_depth_rendered']:.2f} | {r['generate_blinks_per_min_latent']:.1f} | "
+            f"{r['generate_blinks_per_min_seen']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
