@@ -121,3 +121,18 @@ def test_raster_maps_equal_the_affine_of_the_triangle_under_each_pixel():
         map_x, map_y,
     )  # fmt: skip
     assert map_x[25, 25] == 7 and map_y[25, 25] == 9 and map_x[45, 45] != 7
+
+
+def test_triangle_maps_take_each_triangle_from_its_source():
+    """Two triangles tiling a square, sourced from the same square shifted by (5, 3): every covered pixel reads
+    its shifted position; all-degenerate input gives empty maps."""
+    from openvasa.render.raster import triangle_maps
+
+    square = np.array([[2.0, 2.0], [30.0, 2.0], [30.0, 20.0], [2.0, 20.0]])
+    triangles = np.stack([square[[0, 1, 2]], square[[0, 2, 3]]])
+    map_x, map_y = triangle_maps(triangles, triangles + [5.0, 3.0], (24, 34))
+    ys, xs = np.mgrid[3:20, 3:30]
+    np.testing.assert_allclose(map_x[3:20, 3:30], xs + 5, atol=1e-4)
+    np.testing.assert_allclose(map_y[3:20, 3:30], ys + 3, atol=1e-4)
+    flat = np.zeros((1, 3, 2))
+    assert triangle_maps(flat, flat, (4, 4))[0].size == 0

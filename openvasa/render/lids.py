@@ -11,7 +11,7 @@ import numpy as np
 
 from openvasa.face import landmarks as lm
 from openvasa.render.eyes import polygon_mask
-from openvasa.render.raster import fill_affine_maps
+from openvasa.render.raster import triangle_maps
 
 # (upper lid, lower lid, corners) per eye; the lid tuples run corner to corner, index i of one facing index i of
 # the other.
@@ -80,20 +80,10 @@ class LidLayer:
             for a, b, c in ((0, 1, 2), (0, 2, 3)):
                 triangles.append([quad[a], quad[b], quad[c]])
                 sources.append([skin[a], skin[b], skin[c]])
-        tri = np.array(triangles) - offset  # (F, 3, 2) ROI pixels
-        src = np.array(sources)
-        corners = np.concatenate([tri, np.ones((len(tri), 3, 1))], axis=2)  # (F, 3, 3)
-        area = np.abs(np.linalg.det(corners)) / 2
-        keep = np.flatnonzero(area > 0.05)
-        coeffs = np.zeros((len(tri), 3, 2))
-        coeffs[keep] = np.linalg.solve(corners[keep], src[keep])  # [x, y, 1] @ coeffs[f] = source xy
         size = (y1 - y0, x1 - x0)
-        map_x, map_y = np.empty(size, np.float32), np.empty(size, np.float32)
-        if not len(keep):
+        map_x, map_y = triangle_maps(np.array(triangles) - offset, np.array(sources), size)
+        if not map_x.size:
             return
-        # Pixels on the band's anti-aliased rim, outside every triangle, take the middle triangle's mapping.
-        rim = coeffs[keep[len(keep) // 2]]
-        fill_affine_maps(np.ascontiguousarray(tri), coeffs, keep.astype(np.int64), rim, map_x, map_y)
         skin = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         alpha = cv2.GaussianBlur(polygon_mask(size, polygon, offset), (3, 3), 0.8)  # a soft rim, not a seam
         # The lid's edge: the portrait's lash colour along the lid line, over the skin.

@@ -54,3 +54,21 @@ def load_compiled() -> None:
     fill_affine_maps(
         np.zeros((1, 3, 2)), np.zeros((1, 3, 2)), np.zeros(1, np.int64), np.zeros((3, 2)), grid, grid.copy()
     )
+
+
+def triangle_maps(triangles: np.ndarray, sources: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps (shape) that take each triangle (F, 3, 2) of the output, in order, from its triangle in the
+    source (F, 3, 2); degenerate triangles are skipped, and pixels no triangle covers (an anti-aliased rim) take the
+    middle triangle's mapping. An empty pair when every triangle is degenerate."""
+    corners = np.concatenate([triangles, np.ones(triangles.shape[:2] + (1,))], axis=2)  # (F, 3, 3)
+    keep = np.flatnonzero(np.abs(np.linalg.det(corners)) / 2 > 0.05)
+    if not len(keep):
+        return np.empty((0, 0), np.float32), np.empty((0, 0), np.float32)
+    coeffs = np.zeros((len(triangles), 3, 2))
+    coeffs[keep] = np.linalg.solve(corners[keep], sources[keep])  # [x, y, 1] @ coeffs[f] = source xy
+    map_x, map_y = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    fill_affine_maps(
+        np.ascontiguousarray(triangles, np.float64), coeffs, keep.astype(np.int64), coeffs[keep[len(keep) // 2]],
+        map_x, map_y,
+    )  # fmt: skip
+    return map_x, map_y
