@@ -192,9 +192,10 @@ def test_web_page_in_headless_chromium() -> None:
 
 def test_capacity_is_measured(astronaut_portrait) -> None:
     """serve's default session limit: one live session is run on this machine and timed per frame; as many
-    sessions fit as 85% of the cores can run at 25 fps, and never fewer than one."""
+    sessions fit as 85% of the cores can run at 25 fps, each slower for every other one, and never fewer than one."""
     cost = session_cost(astronaut_portrait, seconds=1.0)
     print(f"\none live session: {cost * 1000:.1f} ms a frame")
     assert 0.001 < cost < 1.0
-    assert sessions_that_fit(0.033, 2) == 2 and sessions_that_fit(0.035, 2) == 1  # 0.83 and 0.88 cores each
-    assert sessions_that_fit(0.010, 4) == 13 and sessions_that_fit(0.5, 1) == 1
+    # Measured on 2 cores: three 4-frame sessions (12.5 ms a frame alone) kept up, three 2-frame ones (19 ms) did not.
+    assert sessions_that_fit(0.0125, 2) == 3 and sessions_that_fit(0.019, 2) == 2
+    assert sessions_that_fit(0.035, 2) == 1 and sessions_that_fit(0.5, 1) == 1 and sessions_that_fit(0.010, 4) == 5

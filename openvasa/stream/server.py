@@ -155,10 +155,21 @@ def session_cost(portrait: Portrait, steps: int = 10, seconds: float = 3.0) -> f
         live.close()
 
 
+# Sessions slow each other down (one interpreter lock, shared caches): each session's frame cost grows by this share
+# of one session's alone for every other session. benchmarks/bench_stream.py, 4-frame blocks: 14.3 remaps a frame
+# alone, 17.6 with two, 27.2 with three; with 2-frame blocks two fit on 2 cores and three fell behind.
+CONTENTION = 0.35
+
+
 def sessions_that_fit(cost_per_frame_s: float, n_cores: int, fps: float = 25.0) -> int:
-    """Default live sessions this machine holds at `fps`, each needing fps * cost of a core, with 15% of every
-    core left for the server, the network and the operating system; at least one."""
-    return max(1, int(n_cores * 0.85 / (fps * cost_per_frame_s)))
+    """Default live sessions this machine holds at `fps`: the most n whose frames, each costing one session's
+    cost_per_frame_s grown by CONTENTION per other session, fit in 85% of the cores (the rest is left for the
+    server, the network and the operating system); at least one."""
+    load = lambda n: n * fps * cost_per_frame_s * (1 + CONTENTION * (n - 1))  # noqa: E731 (cores n sessions take)
+    n = 1
+    while load(n + 1) <= 0.85 * n_cores:
+        n += 1
+    return n
 
 
 def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = time.monotonic) -> FastAPI:
