@@ -33,7 +33,7 @@ from openvasa.pipeline import Portrait
 from openvasa.stream.vad import SpeechDetector
 
 STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 4-frame blocks: better lip sync, under half a core
-LOW_LATENCY_CHECKPOINT = "motion_dit_stream1.pt"  # 1-frame blocks: 40 ms sooner, 1.1 cores
+LOW_LATENCY_CHECKPOINT = "motion_dit_stream1.pt"  # 1-frame blocks: about 70 ms sooner, 1 core
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_PENDING_S = 30.0  # audio pushed ahead of the frames is capped: a client cannot grow memory without bound
 
