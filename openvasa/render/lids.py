@@ -24,6 +24,8 @@ LIDS = (
 BAND_LOW, BAND_HIGH = 0.25, 0.9
 MIN_CLOSURE = 0.08  # lid travel, as a share of the resting opening, below which the warp alone is kept
 LASH_WIDTH = 0.035  # of the eye's width
+SKIN_SOFTENING = 0.04  # Gaussian sigma of the lid skin, of the eye's width
+RIM_FADE = 0.04  # the lid fades in over this share of the eye's width from its rim
 # A lid asked to close to openness r (of the portrait's) is drawn at r - OVERSHOOT * (1 - r): drawn at r, a half
 # closed eye was re-detected at 0.65 and a closed one at 0.21, the lid's soft edge and lashes reading as open eye.
 OVERSHOOT = 0.3
@@ -33,7 +35,11 @@ class LidLayer:
     """Built from the portrait and its landmarks (S, S, 3) and (478, 3)."""
 
     def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
-        self.image, self.landmarks = image, landmarks
+        self.landmarks = landmarks
+        # The lid is sampled from a softened copy: a closed lid is smooth, and the band's creases and lashes,
+        # stretched over it, read as stripes or as an eye still open.
+        eye_width = np.linalg.norm(landmarks[lm.RIGHT_EYE_CORNERS[0], :2] - landmarks[lm.RIGHT_EYE_CORNERS[1], :2])
+        self.image = cv2.GaussianBlur(image, (0, 0), SKIN_SOFTENING * eye_width)
         self.eyes = []
         for upper, lower, corners in LIDS:
             top, bottom = landmarks[list(upper), :2], landmarks[list(lower), :2]
@@ -44,7 +50,7 @@ class LidLayer:
             band_low = top + BAND_LOW * opening[:, None] * up
             band_high = top + BAND_HIGH * opening[:, None] * up
             # The lash line: the darker half of the pixels along the upper lid.
-            samples = _sample(image, np.linspace(top[:-1], top[1:], 5).reshape(-1, 2))
+            samples = _sample(image, np.linspace(top[:-1], top[1:], 5).reshape(-1, 2))  # the sharp picture
             lash = np.percentile(samples, 25, axis=0)
             self.eyes.append((band_low, band_high, opening, lash))
 
@@ -100,7 +106,10 @@ class LidLayer:
         if not map_x.size:
             return
         skin = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.GaussianBlur(polygon_mask(size, polygon, offset), (3, 3), 0.8)  # a soft rim, not a seam
+        # Faded in from the band's rim over a few pixels: a hard rim drew the eye's outline around the closed lid.
+        inside = (polygon_mask(size, polygon, offset) > 0.5).astype(np.uint8)
+        fade = max(1.5, RIM_FADE * eye_width)
+        alpha = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / fade, 0, 1)
         # The lid's edge: the portrait's lash colour along the lid line, over the skin.
         lashes = np.zeros(size, np.uint8)
         line = np.round((lid - offset) * 16).astype(np.int32)
