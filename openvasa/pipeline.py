@@ -113,15 +113,13 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         # Whisper, which leaves Python's lock, encodes the speech while torch is imported (a second of Python
         # work) and the portrait analysed. Not torch beside the portrait: both imports are Python work, and side
         # by side each took three times as long.
-        if path is not None:
-            features = pool.submit(checkpoint_features, path, pcm)
+        features = pool.submit(checkpoint_features, path, pcm) if path is not None else None
         pool.submit(load_compiled)  # then the rasteriser's compiled loop, off the main thread too
-        if path is not None:
-            generator = _load_generator(path)
+        generator = _load_generator(path) if path is not None else None
         portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec, framing)
         controls = controls or MotionControls()
         rest_opening = portrait.identity.rest_opening(codec.basis)
-        if path is not None:
+        if generator is not None:
             latent = generator.generate(
                 pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening,
                 features.result(),

@@ -124,8 +124,8 @@ def generated_blinks(portrait: Portrait, audio: np.ndarray) -> tuple[float, floa
     latent = load_generator().generate(
         audio, FPS, portrait.identity.reference, codec.basis, rest_opening=portrait.identity.rest_opening(codec.basis)
     )
-    seen = lm.eye_openness(redetect(list(render_latents(portrait, latent, codec)))).mean(1)
-    return float(blink_rate(latent.eyes, FPS)), float(blink_rate(np.repeat(seen[:, None], 2, axis=1), FPS))
+    seen = lm.eye_openness(redetect(list(render_latents(portrait, latent, codec))))  # (T, 2), as latent.eyes[:, :2]
+    return float(blink_rate(latent.eyes, FPS)), float(blink_rate(seen, FPS))
 
 
 def score_clip(real: list[np.ndarray], audio: np.ndarray) -> tuple[PixelScores, np.ndarray]:
@@ -134,16 +134,15 @@ def score_clip(real: list[np.ndarray], audio: np.ndarray) -> tuple[PixelScores, 
     portrait, framed, rendered = self_reenact(real)
     real_points, rendered_points = redetect(framed), redetect(rendered)
     per_frame = np.array([frame_scores(a, b, p) for a, b, p in zip(framed, rendered, real_points, strict=True)])
-    real_open = lm.eye_openness(real_points).mean(1)
-    rendered_open = lm.eye_openness(rendered_points).mean(1)
-    depth_real, depth_rendered = blink_depths(real_open, rendered_open)
-    eyes = lambda openness: np.repeat(openness[:, None], 2, axis=1)  # noqa: E731 (blink_rate reads (T, 2+))
+    real_eyes, rendered_eyes = lm.eye_openness(real_points), lm.eye_openness(rendered_points)  # (T, 2) each
+    real_open = real_eyes.mean(1)
+    depth_real, depth_rendered = blink_depths(real_open, rendered_eyes.mean(1))
     scores = PixelScores(
         face_ssim=float(per_frame[:, 0].mean()),
         mouth_ssim=float(per_frame[:, 1].mean()),
         face_psnr=float(per_frame[:, 2].mean()),
-        blinks_per_min_real=float(blink_rate(eyes(real_open), FPS)),
-        blinks_per_min_rendered=float(blink_rate(eyes(rendered_open), FPS)),
+        blinks_per_min_real=float(blink_rate(real_eyes, FPS)),
+        blinks_per_min_rendered=float(blink_rate(rendered_eyes, FPS)),
         blink_depth_real=depth_real,
         blink_depth_rendered=depth_rendered,
         **dict(

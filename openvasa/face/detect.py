@@ -223,8 +223,7 @@ def least_padded_framing(points: np.ndarray, shape: tuple[int, int], size: int =
     best, best_padding = None, 2.0
     for fraction in np.linspace(FACE_HEIGHT_IN_FRAME, MAX_FACE_HEIGHT_IN_FRAME, 8):
         affine = framing_transform(points, fraction, size)
-        inside = cv2.warpAffine(np.ones(shape, np.uint8), affine / 8, (size // 8, size // 8), borderValue=0)
-        padding = 1.0 - inside.mean()
+        padding = _padding(affine, shape, size)
         if padding < 0.02:
             return affine
         if padding < best_padding - 0.01:
@@ -252,8 +251,7 @@ def unpadded_framing(points: np.ndarray, shape: tuple[int, int], size: int = FRA
 
 def _padding(affine: np.ndarray, shape: tuple[int, int], size: int) -> float:
     """The share of a size x size framing outside an image of `shape`, on a grid an eighth of the frame's size."""
-    scaled = np.array(affine) / 8
-    inside = cv2.warpAffine(np.ones(shape, np.uint8), scaled, (size // 8, size // 8), flags=cv2.INTER_NEAREST)
+    inside = cv2.warpAffine(np.ones(shape, np.uint8), affine / 8, (size // 8, size // 8), borderValue=0)
     return 1.0 - float(inside.mean())
 
 

@@ -35,7 +35,7 @@ class LidLayer:
     """Built from the portrait and its landmarks (S, S, 3) and (478, 3)."""
 
     def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
-        self.landmarks = landmarks
+        self.openness = lm.eye_openness(landmarks)  # (2,) the portrait's: its lids at rest
         # The lid is sampled from a softened copy: a closed lid is smooth, and the band's creases and lashes,
         # stretched over it, read as stripes or as an eye still open.
         eye_width = np.linalg.norm(landmarks[lm.RIGHT_EYE_CORNERS[0], :2] - landmarks[lm.RIGHT_EYE_CORNERS[1], :2])
@@ -52,11 +52,12 @@ class LidLayer:
             # The lash line: the darker half of the pixels along the upper lid.
             samples = _sample(image, np.linspace(top[:-1], top[1:], 5).reshape(-1, 2))  # the sharp picture
             lash = np.percentile(samples, 25, axis=0)
-            self.eyes.append((band_low, band_high, opening, lash))
+            # The lid's rest above the lower lid, and the eye's axis, to place the resting lid in any pose.
+            self.eyes.append((band_low, band_high, opening, lash, top - bottom, axis))
 
     def lowered(self, target: np.ndarray) -> np.ndarray:
         """The target landmarks (478, 3) with each closing upper lid brought down by OVERSHOOT (a copy)."""
-        ratio = lm.eye_openness(target) / np.maximum(lm.eye_openness(self.landmarks), 1e-6)
+        ratio = lm.eye_openness(target) / np.maximum(self.openness, 1e-6)
         out = target.copy()
         for (upper, lower, _), r in zip(LIDS, ratio, strict=True):
             if 0 < r < 1:
@@ -69,15 +70,14 @@ class LidLayer:
     def composite(self, frame: np.ndarray, target: np.ndarray) -> None:
         """Draw the lids into `frame` (in place) where the target's upper lids (478, 3 landmarks of the frame) have
         come down from the portrait's."""
-        source = self.landmarks
-        for (upper, lower, corners), (band_low, band_high, opening, lash) in zip(LIDS, self.eyes, strict=True):
+        for (upper, lower, corners), eye in zip(LIDS, self.eyes, strict=True):
+            band_low, band_high, opening, lash, rest_opening, src_axis = eye
             lid, bottom = target[list(upper), :2], target[list(lower), :2]
             # Where the upper lid would rest in this pose: the portrait's opening above the target's lower lid,
             # turned and scaled as the eye's corners are.
-            src_axis = source[corners[1], :2] - source[corners[0], :2]
             dst_axis = target[corners[1], :2] - target[corners[0], :2]
             turn = _similarity(src_axis, dst_axis)
-            resting = bottom + (source[list(upper), :2] - source[list(lower), :2]) @ turn.T
+            resting = bottom + rest_opening @ turn.T
             travel = np.linalg.norm(resting - lid, axis=1)
             if travel[1:-1].mean() < MIN_CLOSURE * opening[1:-1].mean() * np.linalg.norm(turn[0]):
                 continue

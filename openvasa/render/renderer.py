@@ -32,13 +32,12 @@ class PortraitRenderer:
         A change of head size is rendered as the camera moving (the whole frame zooms about the head), so
         a farther head comes with smaller shoulders rather than a shrunken head on the same body; zooming out
         shows more of the portrait's context instead of stretched edges. The zoom is part of the one warp."""
-        target_landmarks = self.lids.lowered(target_landmarks.astype(np.float64))
-        zoom, centre = self._zoom(target_landmarks)
-        unzoomed = target_landmarks.copy()
+        target = self.lids.lowered(target_landmarks.astype(np.float64))
+        zoom, centre = self._zoom(target)
+        unzoomed = target.copy()
         unzoomed[:, :2] = (unzoomed[:, :2] - centre) / zoom + centre
         unzoomed[:, 2] /= zoom
         frame = self.warper.warp(self._source, unzoomed, zoom, centre)
-        target = target_landmarks
         self.eyes.composite(frame, target)
         self.lids.composite(frame, target)
         self.mouth.composite(frame, target)
