@@ -15,7 +15,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FaceAnalyzer, FaceCrop
 from openvasa.face.landmarks import mouth_opening
 from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity, rest_frame
-from openvasa.face.track import gaussian_smooth, track_frames
+from openvasa.face.track import TrackedClip, gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path
@@ -154,12 +154,16 @@ def _check_reenact_mode(mode: str) -> None:
         raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
 
 
-def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLatent, mode: str = "full") -> FaceLatent:
+def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLatent, mode: str = "full",
+                    same_start: bool = False, turn: float = 0.0) -> FaceLatent:  # fmt: skip
     """Move the source latent as the driver moves, relative to the driver's own start.
 
-    driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame.
-    Expression is taken relative to the driver's rest frame (eyes open, mouth most shut), since clips often
-    start mid-word.
+    driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame; `turn` is
+    the angle (rad) from the driver's framing to the source's, by which the head's shifts turn (a framing that
+    levels a tilted head turns the picture's axes). Expression is taken relative to the driver's rest frame (eyes
+    open, mouth most shut), since clips often start mid-word; with `same_start` (the source is the driver's
+    first frame: self-reenactment) relative to that first frame, so the source's own expression is not counted
+    twice.
     """
     _check_reenact_mode(mode)
     n = len(driver)
@@ -168,16 +172,32 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
         pose = gaussian_smooth(driver.pose, POSE_SMOOTHING_FRAMES)
         ratio = pose[:, 6:7] / pose[0, 6]
         out.pose[:, :3] += pose[:, :3] - pose[0, :3]
-        out.pose[:, 3:6] += (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
+        shift = (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
+        c, s = np.cos(turn), np.sin(turn)
+        out.pose[:, 3:6] += shift @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])  # rows turned by `turn`
         out.pose[:, 6:7] = source.pose[0, 6] * ratio
     if mode in ("full", "expression"):
         rest = rest_frame(driver.eyes, driver_mouth)
-        ref = rest[np.argmin(driver_mouth[rest])]
+        ref = 0 if same_start else rest[np.argmin(driver_mouth[rest])]
         out.dynamics += driver.dynamics - driver.dynamics[ref]
         openness = driver.eyes[:, :2] / np.maximum(driver.eyes[ref, :2], 1e-3)
         out.eyes[:, :2] = source.eyes[0, :2] * np.clip(openness, 0, 1.6)
         out.eyes[:, 2:] += driver.eyes[:, 2:] - driver.eyes[ref, 2:]
     return out
+
+
+def drive(portrait: Portrait, tracked: TrackedClip, codec: FaceLatentCodec, mode: str = "full",
+          same_start: bool = False) -> FaceLatent:  # fmt: skip
+    """The portrait's latent moved as the tracked video moves (transfer_motion, across the two framings)."""
+    turn = _framing_angle(portrait.crop.to_crop) - _framing_angle(tracked.to_crop)
+    driver = codec.encode(tracked.landmarks)
+    source = portrait.identity.reference
+    return transfer_motion(driver, mouth_opening(tracked.landmarks), source, mode, same_start, turn)
+
+
+def _framing_angle(affine: np.ndarray) -> float:
+    """Rotation (rad) of a (2, 3) similarity."""
+    return float(np.arctan2(affine[1, 0], affine[0, 0]))
 
 
 def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Path | None = None,
@@ -188,9 +208,7 @@ def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Pat
     clip = read_video(video)
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec, framing)
-    tracked = track_frames(clip.frames, keep_frames=False)
-    driver = codec.encode(tracked.landmarks)
-    latent = transfer_motion(driver, mouth_opening(tracked.landmarks), portrait.identity.reference, mode)
+    latent = drive(portrait, track_frames(clip.frames, keep_frames=False), codec, mode)
     frames = render_latents(portrait, latent, codec)
     if output is None:
         return list(frames)

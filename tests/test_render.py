@@ -136,3 +136,21 @@ def test_triangle_maps_take_each_triangle_from_its_source():
     np.testing.assert_allclose(map_y[3:20, 3:30], ys + 3, atol=1e-4)
     flat = np.zeros((1, 3, 2))
     assert triangle_maps(flat, flat, (4, 4))[0].size == 0
+
+
+def test_a_head_moving_across_the_frame_edge_does_not_fold_the_hair(astronaut_portrait):
+    """A tight crop (the hair reaches the top edge) whose head rises and moves aside: the hair slides out over the
+    edge as in a real video, with no sliver of a triangle squeezing many source rows into one (seen as stairs)."""
+    from openvasa.render.warp import MeshWarper
+
+    size, margin = 512, 128
+    source = astronaut_portrait.crop.landmarks.astype(np.float64).copy()
+    source[:, 1] += 100 - source[lm.FOREHEAD_TOP, 1]  # forehead 100 px below the top edge
+    warper = MeshWarper(source, size, margin)
+    target = source + [30.0, -40.0, 0.0]
+    map_x, map_y = warper.backward_map(target)
+    top_x, top_y = map_x[:120, 64:-64], map_y[:120, 64:-64]
+    squeeze = max(np.abs(np.diff(top_x, axis=0)).max(), np.abs(np.diff(top_y, axis=0)).max())
+    print(f"\nlargest source step between neighbouring output rows: {squeeze:.1f} px")
+    assert squeeze < 4
+    assert np.median(top_y[0] - margin) > 10, "the top edge is pinned: the hair is squeezed instead of moving out"

@@ -28,7 +28,7 @@ from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.face.track import fill_gaps, track_frames
 from openvasa.motion.generator import load_generator
-from openvasa.pipeline import Portrait, prepare_portrait, render_latents, transfer_motion
+from openvasa.pipeline import Portrait, drive, prepare_portrait, render_latents
 
 MOUTH_MARGIN = 1 / 3  # the lips' box grows by this share of its size on each side: lips, teeth and the skin around
 SHEET_TILE = 256
@@ -109,9 +109,7 @@ def self_reenact(real: list[np.ndarray]) -> tuple[Portrait, list[np.ndarray], li
     framing, rendered frames)."""
     codec = FaceLatentCodec()
     portrait = prepare_portrait(real[0], codec=codec)
-    tracked = track_frames(real, keep_frames=False)
-    driver = codec.encode(tracked.landmarks)
-    latent = transfer_motion(driver, lm.mouth_opening(tracked.landmarks), portrait.identity.reference, "full")
+    latent = drive(portrait, track_frames(real, keep_frames=False), codec, same_start=True)
     rendered = list(render_latents(portrait, latent, codec))
     framed = [cv2.warpAffine(f, portrait.crop.to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA) for f in real]
     return portrait, framed, rendered
@@ -181,9 +179,10 @@ def evaluate(videos: Path, out: Path, max_seconds: float | None = 10.0, prep: Pa
 
 def markdown(results: dict) -> str:
     head = (
-        "| clip | face SSIM | mouth SSIM | face PSNR (dB) | blinks/min real | rendered | blink depth real | rendered |"
+        "| clip | face SSIM | mouth SSIM | face PSNR (dB) | blinks/min real | rendered | blink depth real | rendered "
+        "| generate: blinks/min in the latent | seen |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['face_ssim']:.3f} | {r['mouth_ssim']:.3f} | {r['face_psnr']:.1f} | "

@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrackedClip:
     """frames: (T, S, S, 3) uint8 crops; landmarks: (T, 478, 3) px; valid: (T,) bool, False where tracking
-    was lost (those landmarks are copied from the nearest tracked frame)."""
+    was lost (those landmarks are copied from the nearest tracked frame); to_crop: (2, 3) video pixels -> framing
+    pixels."""
 
     frames: np.ndarray
     landmarks: np.ndarray
     valid: np.ndarray
+    to_crop: np.ndarray
 
 
 def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedClip:
@@ -52,7 +54,7 @@ def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedC
         raise OpenVasaError(f"the face was lost in {100 * (1 - valid_arr.mean()):.0f}% of the video's frames")
     landmarks = fill_gaps(np.stack(marks), valid_arr)
     frames_arr = np.stack(crops) if keep_frames else np.empty((0, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
-    return TrackedClip(frames_arr, landmarks, valid_arr)
+    return TrackedClip(frames_arr, landmarks, valid_arr, to_crop)
 
 
 class FaceTracker:

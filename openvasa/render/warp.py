@@ -26,6 +26,8 @@ RING_WEIGHTS_BELOW_CHIN = (0.6, 0.25, 0.0)
 SILHOUETTE_BAND = 0.08  # face heights
 OVAL_SMOOTHING = 1.5  # Gaussian sigma, in oval points, of the displacement handed to the rings
 BORDER_STEPS = 16
+BORDER_REACH = 0.75  # share of its distance to the still points ahead that a moving ring point may travel
+HEAD_EDGE_CLEARANCE = 0.1  # frame sizes: the frame's edge is held still only this far from the head's rings
 
 
 class MeshWarper:
@@ -36,7 +38,9 @@ class MeshWarper:
         self.size = size
         self.margin = margin
         self.source_landmarks = source_landmarks.astype(np.float64)
-        extra, self.extra_weight, self.extra_anchor, extra_layer = _head_and_border_points(self.source_landmarks, size)
+        extra, self.extra_weight, self.extra_anchor, extra_layer, self._room_low, self._room_high = (
+            _head_and_border_points(self.source_landmarks, size, margin)
+        )
         self.extra_source = extra
         n_oval = len(lm.FACE_OVAL)
         offsets = np.arange(n_oval)[:, None] - np.arange(n_oval)[None]
@@ -65,7 +69,9 @@ class MeshWarper:
         """(478, 3) target landmarks -> (P, 3) positions of every control point."""
         oval = list(lm.FACE_OVAL)
         shift = self._oval_smoother @ (target_landmarks[oval] - self.source_landmarks[oval])  # (36, 3)
-        extra = self.extra_source + self.extra_weight[:, None] * shift[self.extra_anchor]
+        extra = self.extra_source + _toward_border(
+            self.extra_weight[:, None] * shift[self.extra_anchor], self._room_low, self._room_high
+        )
         mesh = target_landmarks[:N_MESH].astype(np.float64)
         # The silhouette's landmark depths are noisy; turned, they would make the jaw line saw-toothed.
         smooth = self.source_landmarks[:N_MESH] + shift[self._band_anchor]
@@ -123,40 +129,73 @@ def _affines(target: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.nda
     return (adjugate * scale[:, None, None]) @ source, det
 
 
-def _head_and_border_points(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rings around the face oval (hair, ears, neck) that follow the head partly, and a still border.
+def _toward_border(shift: np.ndarray, room_low: np.ndarray, room_high: np.ndarray) -> np.ndarray:
+    """Shifts (M, 3) eased per x and y so that no point travels more than BORDER_REACH of its room (M, 2) towards the
+    still points it moves to: a head rising in a tight crop squeezes the hair above it instead of folding it over."""
+    out = shift.copy()
+    room = BORDER_REACH * np.where(shift[:, :2] < 0, room_low, room_high)
+    out[:, :2] = room * np.tanh(shift[:, :2] / room)
+    return out
 
+
+def _head_and_border_points(landmarks: np.ndarray, size: int, margin: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Rings around the face oval (hair, ears, neck) that follow the head partly, and still border points.
+
+    The frame's edge is held still where the background reaches it; where the head does (a tight crop: hair over
+    the top edge), the edge is left free and the context's outer edge, `margin` further out, holds instead, so the
+    head can move across the frame's edge as in a real video.
     Returns points (M, 3), weights (M,) in [0, 1] (how much of their oval point's motion each follows),
-    anchors (M,) (index into FACE_OVAL; border points have weight 0 and anchor 0) and layers (M,) (the
-    innermost ring is len(RING_SCALES), the border 0).
+    anchors (M,) (index into FACE_OVAL; border points have weight 0 and anchor 0), layers (M,) (the innermost ring
+    is len(RING_SCALES), the border 0) and each point's room towards the still points below and above it in x and
+    y (M, 2) each, for _toward_border.
     """
     oval = landmarks[list(lm.FACE_OVAL)]
     centre = oval.mean(0)
     chin_y = landmarks[lm.CHIN, 1]
     face_height = np.linalg.norm(landmarks[lm.FOREHEAD_TOP, :2] - landmarks[lm.CHIN, :2])
-    points, weights = [], []
+    rings, weights = [], []
     for scale, w_above, w_below in zip(RING_SCALES, RING_WEIGHTS_ABOVE_CHIN, RING_WEIGHTS_BELOW_CHIN, strict=True):
         ring = centre + (oval - centre) * np.array([scale, scale, 1.0])
         ring[:, 2] = oval[:, 2] + 0.1 * face_height * (scale - 1)  # a little behind the face surface
         below = np.clip((ring[:, 1] - (chin_y - 0.1 * face_height)) / (0.3 * face_height), 0, 1)
-        w = w_above * (1 - below) + w_below * below
-        points.append(ring)
-        weights.append(w)
-    steps = np.linspace(0, size - 1, BORDER_STEPS + 1)
-    edge = np.concatenate([
-        np.stack([steps, np.zeros_like(steps)], 1), np.stack([steps, np.full_like(steps, size - 1)], 1),
-        np.stack([np.zeros_like(steps), steps], 1), np.stack([np.full_like(steps, size - 1), steps], 1),
-    ])  # fmt: skip
-    points.append(np.concatenate([edge, np.full((len(edge), 1), centre[2])], 1))
-    weights.append(np.zeros(len(edge)))
-    pts, wts = np.concatenate(points), np.concatenate(weights)
-    anchors = np.concatenate([np.tile(np.arange(len(oval)), len(RING_SCALES)), np.zeros(len(edge), int)])
-    layers = np.concatenate([np.repeat(np.arange(len(RING_SCALES), 0, -1), len(oval)), np.zeros(len(edge), int)])
-    # Keep moving rings strictly inside the frame and drop points too close to an earlier one.
-    inner = wts > 0
-    pts[inner, :2] = np.clip(pts[inner, :2], 4, size - 5)
+        rings.append(ring)
+        weights.append(w_above * (1 - below) + w_below * below)
+    ring_pts, ring_wts = np.concatenate(rings), np.concatenate(weights)
+    moving = ring_pts[ring_wts > 0, :2]
+    edge = _square(0, size - 1)
+    near_head = np.linalg.norm(edge[:, None] - moving[None], axis=-1).min(1) < HEAD_EDGE_CLEARANCE * size
+    edge = edge[~near_head]
+    still = np.concatenate([edge, _square(-margin, size - 1 + margin)]) if margin else edge
+    # Keep moving rings strictly inside the source and drop points too close to an earlier one.
+    lo, hi = -margin + 4, size - 1 + margin - 4
+    ring_pts[:, :2] = np.where(ring_wts[:, None] > 0, np.clip(ring_pts[:, :2], lo, hi), ring_pts[:, :2])
+    pts = np.concatenate([ring_pts, np.concatenate([still, np.full((len(still), 1), centre[2])], 1)])
+    wts = np.concatenate([ring_wts, np.zeros(len(still))])
+    anchors = np.concatenate([np.tile(np.arange(len(oval)), len(RING_SCALES)), np.zeros(len(still), int)])
+    layers = np.concatenate([np.repeat(np.arange(len(RING_SCALES), 0, -1), len(oval)), np.zeros(len(still), int)])
     keep = _spread_out(np.concatenate([landmarks[:N_MESH, :2], pts[:, :2]]), min_dist=4.0)[N_MESH:]
-    return pts[keep], wts[keep], anchors[keep], layers[keep]
+    pts, wts, anchors, layers = pts[keep], wts[keep], anchors[keep], layers[keep]
+    # Room towards the nearest still point straight below / above (left / right) of each point: the frame's edge
+    # where it is held there, else the context's edge.
+    xy, still_xy = pts[:, :2], still
+    room_low, room_high = np.empty_like(xy), np.empty_like(xy)
+    for axis in (0, 1):
+        across = np.abs(xy[:, None, 1 - axis] - still_xy[None, :, 1 - axis]) <= size / BORDER_STEPS  # (M, B)
+        gap = xy[:, None, axis] - still_xy[None, :, axis]  # (M, B) > 0 where the still point is below
+        room_low[:, axis] = np.where(across & (gap > 0), gap, np.inf).min(1)
+        room_high[:, axis] = np.where(across & (gap < 0), -gap, np.inf).min(1)
+    bound = size + 2 * margin
+    return pts, wts, anchors, layers, np.minimum(room_low, bound), np.minimum(room_high, bound)
+
+
+def _square(low: float, high: float) -> np.ndarray:
+    """(4 (BORDER_STEPS + 1), 2) points along the edges of the square [low, high]²."""
+    steps = np.linspace(low, high, BORDER_STEPS + 1)
+    return np.concatenate([
+        np.stack([steps, np.full_like(steps, low)], 1), np.stack([steps, np.full_like(steps, high)], 1),
+        np.stack([np.full_like(steps, low), steps], 1), np.stack([np.full_like(steps, high), steps], 1),
+    ])  # fmt: skip
 
 
 def _spread_out(xy: np.ndarray, min_dist: float) -> np.ndarray:
