@@ -181,3 +181,15 @@ def test_checkpoint_settings_are_read_without_torch(tmp_path) -> None:
         checkpoint_settings(garbage)
     with pytest.raises(OpenVasaError, match="not found"):
         checkpoint_path(tmp_path / "missing.pt")
+
+
+def test_videos_open_with_the_portraits_eyes(speechlike, portrait_reference):
+    """The first frames keep the portrait's eyes open for every seed (the model alone started half shut), and the
+    model's own blinks follow."""
+    generator, basis = load_generator(), FaceBasis.load()
+    for seed in range(3):
+        latent = generator.generate(speechlike, 25.0, portrait_reference, basis, seed=seed)
+        ratio = latent.eyes[:, :2].mean(1) / portrait_reference.eyes[0, :2].mean()
+        print(f"seed {seed}: openness of the portrait's in the first frames {ratio[:6].round(2)}")
+        assert ratio[:4].min() > 0.95
+        assert ratio[12:].min() < 0.8, "the model's own eyes do not take over"

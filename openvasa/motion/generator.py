@@ -136,6 +136,7 @@ class MotionStream:
     RUNNING_MEAN_FRAMES = 100.0  # time constant of the running means that the gaze and distance controls fix
     LISTEN_FRAMES = 25.0  # silence relaxes the expression with this time constant (frames)...
     LISTEN_RELAX = 0.8  # ...by this much: some expression stays, so a listening face is not frozen
+    OPEN_START_FRAMES = (4, 6)  # the eyes hold the portrait's opening this many frames, then hand over in as many
 
     def __init__(self, generator: MotionGenerator, reference: FaceLatent, basis: FaceBasis,
                  controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
@@ -157,6 +158,7 @@ class MotionStream:
         self.rest_dynamics = closed_mouth(reference.dynamics[0], rest_opening)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
+        self.frames_out = 0  # frames turned into latents so far
 
     @torch.no_grad()
     def sample(self, features: np.ndarray) -> np.ndarray:
@@ -227,6 +229,13 @@ class MotionStream:
             ratio = eyes[:, 0:2].mean(1) / reference.eyes[0, :2].mean()
             mapped = np.where(ratio < generated[-1], np.interp(ratio, generated, real), ratio)
             eyes[:, 0:2] *= (mapped / np.maximum(ratio, 1e-6))[:, None]
+        # The model starts from its context of a resting face with a dip of the eyes (0.2-0.5 of open in the first
+        # frames for every seed): every video opened with half-shut eyes. They start as the portrait's instead.
+        frame = self.frames_out + np.arange(len(eyes))
+        hold, handover = self.OPEN_START_FRAMES
+        floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * reference.eyes[0, :2]
+        eyes[:, 0:2] = np.maximum(eyes[:, 0:2], floor)
+        self.frames_out += len(eyes)
         gaze = eyes[:, GAZE.start - 7 :]
         if controls.gaze is not None:
             # Five minutes of data hold little gaze variety, so the conditioned model only leans towards a
