@@ -22,8 +22,8 @@ import skimage.data
 import soundfile
 
 from openvasa.audio.features import n_frames_for
-from openvasa.io.media import SAMPLE_RATE
 from openvasa.render.speed import cpu_name, remap_seconds
+from openvasa.units import SAMPLE_RATE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_motion import speech  # noqa: E402

@@ -16,10 +16,11 @@ import skimage.data
 
 from openvasa.audio.features import n_frames_for
 from openvasa.face.latent import FaceLatentCodec
-from openvasa.io.media import SAMPLE_RATE, load_audio
+from openvasa.io.media import load_audio
 from openvasa.motion.generator import load_generator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import generate, prepare_portrait
+from openvasa.units import SAMPLE_RATE
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "aaai22_obama2.wav"
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from openvasa.audio.features import n_frames_for
 from openvasa.audio.frontends import (
-    BASE_FPS,
+    FPS,
     MEL_HOP,
     SAMPLE_RATE,
     WHISPER_COMPUTE_TYPE,
@@ -153,8 +153,8 @@ def load_clips(video_dir: Path, cache: Path) -> list[Clip]:
         # Tracked frames are the first len(points) frames; a frame shows [pts, pts + 1 / fps).
         centres = frame_times(path)[: len(opening)] + 0.5 / video_fps(path)
         audio = load_audio(path)
-        n = min(int(centres[-1] * BASE_FPS + 0.5 + 1e-6), n_frames_for(len(audio), BASE_FPS))
-        target = np.interp((np.arange(n) + 0.5) / BASE_FPS, centres, opening)
+        n = min(int(centres[-1] * FPS + 0.5 + 1e-6), n_frames_for(len(audio), FPS))
+        target = np.interp((np.arange(n) + 0.5) / FPS, centres, opening)
         identity = identity_of_clip(video_dir.parent / "MANIFEST.tsv", path.name)
         clips.append(Clip(path.name, identity, identity in val_ids, audio, target - target.mean()))
         log.info("%s: %s, %.1f s, %d frames", path.name, identity, len(audio) / SAMPLE_RATE, n)
@@ -194,7 +194,7 @@ def evaluate(feats: list[np.ndarray], clips: list[Clip]) -> dict:
 
 def clip_features(frontend: AudioFrontend, clips: list[Clip]) -> list[np.ndarray]:
     """25 fps features of each clip, cut to its target length."""
-    return [frontend.features(c.audio, BASE_FPS)[: len(c.target)] for c in clips]
+    return [frontend.features(c.audio, FPS)[: len(c.target)] for c in clips]
 
 
 def measure_cost(frontend: AudioFrontend, audio: np.ndarray) -> tuple[float | None, float, float]:
@@ -207,11 +207,11 @@ def measure_cost(frontend: AudioFrontend, audio: np.ndarray) -> tuple[float | No
         start = time.perf_counter()
         frontend.load()
         load_s = time.perf_counter() - start
-    frontend.features(audio, BASE_FPS)
+    frontend.features(audio, FPS)
     times = []
     for _ in range(COST_REPEATS):
         start = time.perf_counter()
-        frontend.features(audio, BASE_FPS)
+        frontend.features(audio, FPS)
         times.append(time.perf_counter() - start)
     ms_per_s = 1000 * np.array(times) / (len(audio) / SAMPLE_RATE)
     return load_s, float(ms_per_s.min()), float(np.median(ms_per_s))
@@ -238,7 +238,7 @@ def streaming_features(
         seconds.append(time.perf_counter() - t0)
         outputs.append(states[(start - begin) // (2 * MEL_HOP) :])
     states = np.concatenate(outputs)
-    n25 = n_frames_for(len(audio), BASE_FPS)
+    n25 = n_frames_for(len(audio), FPS)
     index = np.minimum(np.arange(2 * n25), len(states) - 1).reshape(n25, 2)
     return states[index].mean(axis=1), seconds
 
@@ -277,7 +277,7 @@ def run_streaming(
                 "shift": shift,
                 # Frame t's prediction needs features up to t + shift + CONTEXT, which arrive with the chunk
                 # that holds them: worst case a whole chunk later, plus the chunk's compute.
-                "latency_s": chunk_s + (shift + CONTEXT) / BASE_FPS + ms_per_chunk / 1000,
+                "latency_s": chunk_s + (shift + CONTEXT) / FPS + ms_per_chunk / 1000,
             }
         )
         log.info(
@@ -360,7 +360,7 @@ def markdown(results: dict) -> str:
     ]
     for name, (past_frame_s, change) in FRAME_LOCAL.items():
         shift = results["frontends"][name]["best_shift"]
-        latency = past_frame_s + (shift + CONTEXT) / BASE_FPS
+        latency = past_frame_s + (shift + CONTEXT) / FPS
         rows.append(
             f"- {name}: latency {latency:.2f} s ({past_frame_s * 1000:g} ms of audio window + shift {shift} "
             f"+ 5 context frames); {change}."

@@ -23,6 +23,7 @@ from openvasa.motion.controls import MOTION_MODELS, MotionControls
 from openvasa.motion.settings import GenerationSettings
 from openvasa.render.raster import load_compiled
 from openvasa.render.renderer import PortraitRenderer
+from openvasa.units import FPS
 
 if TYPE_CHECKING:
     from openvasa.motion.generator import MotionGenerator
@@ -90,7 +91,7 @@ def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCode
 
 def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str | Path,
              output: str | Path | None = None, controls: MotionControls | None = None, seed: int = 0,
-             fps: float = 25.0, face_index: int | None = None, progress: bool = False, motion: str = "dit",
+             fps: float = FPS, face_index: int | None = None, progress: bool = False, motion: str = "dit",
              settings: GenerationSettings | None = None, on_progress: Callable[[float], None] | None = None,
              checkpoint: str | Path | None = None, framing: str = "auto") -> Path | list[np.ndarray]:  # fmt: skip
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono

@@ -10,11 +10,12 @@ import pytest
 
 from openvasa.audio.frontends import get_frontend
 from openvasa.eval import metrics as m
-from openvasa.eval.suite import FPS, EvalConfig, Measured, evaluate, frames_at, measure
+from openvasa.eval.suite import EvalConfig, Measured, evaluate, frames_at, measure
 from openvasa.eval.sync import lip_features, load_judge, sync_scores
 from openvasa.face.latent import FaceLatent, FaceLatentCodec
 from openvasa.io.media import load_audio
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents
+from openvasa.units import FPS
 from tests.conftest import shared_file
 
 VALIDATION_CLIP = "videos/mimictalk_German_20s.mp4"  # a validation person: neither judge nor model saw them

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 
 from openvasa.eval.pixels import blink_depths, frame_scores, mouth_box, score_clip
-from openvasa.eval.suite import FPS, frames_at
+from openvasa.eval.suite import frames_at
 from openvasa.io.media import load_audio
+from openvasa.units import FPS
 from tests.conftest import shared_file
 
 

@@ -212,3 +212,13 @@ def test_load_image(tmp_path: Path) -> None:
         load_image(tmp_path / "text.png")
     with pytest.raises(OpenVasaError, match="not found"):
         load_image(tmp_path / "missing.png")
+
+
+def test_int16_audio_round_trips_exactly():
+    """Shards and live sessions share one int16 <-> float conversion: every int16 value comes back unchanged, and
+    full-scale float audio clips instead of wrapping around."""
+    from openvasa.units import from_pcm16, to_pcm16
+
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    assert (to_pcm16(from_pcm16(pcm)) == pcm).all()
+    assert to_pcm16(np.array([1.0, -1.0, 2.0])).tolist() == [32767, -32768, 32767]

@@ -11,8 +11,9 @@ import torch
 
 from openvasa.data.loader import MotionWindows, WindowConfig
 from openvasa.data.prep import SPLIT_FILE, PrepConfig, Span, file_sha256, prep_videos
-from openvasa.io.media import SAMPLE_RATE, write_video
+from openvasa.io.media import write_video
 from openvasa.motion.baseline import MouthModel
+from openvasa.units import SAMPLE_RATE
 
 from .conftest import shared_file
 

@@ -6,6 +6,8 @@ starts to move about two frames before the sound it makes, so a frame shows the 
 
 import numpy as np
 
+from openvasa.units import SAMPLE_RATE
+
 LOOKAHEAD_S = 0.08
 WINDOW_S = 0.05
 N_FFT = 1024
@@ -24,7 +26,7 @@ CHUNK_FRAMES = 2048
 FEATURE_NAMES = ("loudness", "centroid", "high_ratio", "f2_ratio")
 
 
-def n_frames_for(audio_len_samples: int, fps: float, sample_rate: int = 16000) -> int:
+def n_frames_for(audio_len_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
     """Number of video frames that cover `audio_len_samples` of audio (the one rule used everywhere)."""
     return int(round(audio_len_samples / sample_rate * fps))
 
@@ -52,7 +54,7 @@ def _window_stats(frames: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.stack([db, centroid_hz, high_ratio, f2_ratio], axis=1)
 
 
-def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 16000) -> np.ndarray:
+def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Speech features of each video frame. audio: (S,) mono float -> (n_frames, 4), all in [0, 1].
 
     Columns (FEATURE_NAMES):
@@ -74,7 +76,7 @@ def frame_energy_features(audio: np.ndarray, fps: float, sample_rate: int = 1600
     return normalise_stats(stats, stats[:, 0])
 
 
-def frame_stats(audio: np.ndarray, times: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+def frame_stats(audio: np.ndarray, times: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(N, 4) raw statistics (RMS dB, centroid Hz, high and F2 shares) of the windows centred LOOKAHEAD_S after
     each time (seconds from the start of `audio`); audio past the end counts as silence."""
     win = min(N_FFT, int(round(WINDOW_S * sample_rate)))

@@ -31,15 +31,14 @@ import numpy as np
 
 from openvasa.audio.features import LOOKAHEAD_S, frame_energy_features, n_frames_for
 from openvasa.errors import OpenVasaError
+from openvasa.units import FPS, SAMPLE_RATE
 
 if TYPE_CHECKING:
     import ctranslate2
 
     from openvasa.audio.streaming import AudioStream
 
-SAMPLE_RATE = 16000
 MEL_HOP = 160  # 10 ms: Whisper's mel rate, shared by the log-mel front-end
-BASE_FPS = 25.0  # Whisper's 50 Hz states are averaged in pairs to this rate, then resampled to the video's
 MEL_PER_FRAME = 4
 CACHE_DIR = Path.home() / ".cache" / "openvasa"
 CPU_THREADS = 2
@@ -234,11 +233,11 @@ class WhisperFrontend:
             take = score > best
             out[take] = self.encode(window)[index[take] - first]
             best[take] = score[take]
-        n25 = n_frames_for(len(audio), BASE_FPS)
+        n25 = n_frames_for(len(audio), FPS)
         # Two 50 Hz outputs per 25 fps frame; the last output is held if the audio ends mid-frame.
         feats25 = out[np.minimum(np.arange(2 * n25), n_out - 1)].reshape(n25, 2, self.dim).mean(axis=1)
-        if fps != BASE_FPS:
-            feats25 = resample_frames(feats25, BASE_FPS, fps, n_frames)
+        if fps != FPS:
+            feats25 = resample_frames(feats25, FPS, fps, n_frames)
         return np.ascontiguousarray(feats25[:n_frames], dtype=np.float32)
 
 

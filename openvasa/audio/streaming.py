@@ -13,9 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from openvasa.audio.features import WINDOW_S, frame_stats, n_frames_for, normalise_stats
+from openvasa.units import FPS, SAMPLE_RATE
 
-SAMPLE_RATE = 16000
-FPS = 25.0
 # Frames per block (160 ms) by default: a chunk waits at most this long for its block to fill. Whisper's cost is
 # per block (2 s of context each time), so 4-frame blocks cost half as much a frame as 2-frame ones.
 STREAM_BLOCK = 4

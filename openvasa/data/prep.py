@@ -54,7 +54,8 @@ from openvasa.face.latent import (
     to_canonical,
 )
 from openvasa.face.track import FaceTracker, gaussian_smooth
-from openvasa.io.media import SAMPLE_RATE, load_audio
+from openvasa.io.media import load_audio
+from openvasa.units import SAMPLE_RATE, from_pcm16, to_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -154,23 +155,6 @@ def clip_identity(video: Path, sha256: str) -> tuple[str, str]:
             return clip["identity"], clip["split"]
     identity = _manifest_identity(video)
     return identity, "val" if identity in split["validation_identities"] else "train"
-
-
-def write_split_file(video_dir: Path, path: Path = SPLIT_FILE) -> list[dict]:
-    """Add every clip of video_dir to split.json as {file, sha256, identity, split}; other keys are kept."""
-    split = json.loads(path.read_text())
-    validation = set(split["validation_identities"])
-    clips = []
-    for video in list_videos(video_dir):
-        identity = _manifest_identity(video)
-        split_name = "val" if identity in validation else "train"
-        clips.append({"file": video.name, "sha256": file_sha256(video), "identity": identity, "split": split_name})
-    split["clips"] = clips
-    # One clip a line, so that a new clip is a one-line diff.
-    lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in split.items() if key != "clips"]
-    lines.append('  "clips": [\n' + ",\n".join(f"    {json.dumps(c)}" for c in clips) + "\n  ]")
-    _write_atomic(path, ("{\n" + ",\n".join(lines) + "\n}\n").encode())
-    return clips
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -486,14 +470,14 @@ def _audio_of(audio: np.ndarray, span: Span) -> np.ndarray:
     begin = round(span.first * SAMPLE_RATE / span.fps)
     pcm = np.zeros(round(span.count * SAMPLE_RATE / span.fps), np.int16)
     piece = audio[begin : begin + len(pcm)]
-    pcm[: len(piece)] = np.round(np.clip(piece, -1, 1) * 32767)
+    pcm[: len(piece)] = to_pcm16(np.clip(piece, -1, 1))
     return pcm
 
 
 def _features(frontend: AudioFrontend, pcm: np.ndarray, span: Span) -> np.ndarray:
     """(count, D) float32 features of a shard's audio; from the stored int16 samples, so that computing a
     front-end again from a shard gives the same numbers."""
-    values = np.asarray(frontend.features(pcm.astype(np.float32) / 32767, span.fps), np.float32)
+    values = np.asarray(frontend.features(from_pcm16(pcm), span.fps), np.float32)
     if values.shape[0] != span.count:
         raise ValueError(f"audio front-end {frontend.name!r} gave {len(values)} frames for {span.count}")
     return values

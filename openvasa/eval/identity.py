@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-SAME_PERSON_DISTANCE = 0.6  # dlib's usual threshold
-
 
 @cache
 def _models() -> tuple:

@@ -26,6 +26,7 @@ from openvasa.face.latent import FaceBasis, FaceLatent, Identity
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.generator import MotionGenerator
 from openvasa.motion.settings import GenerationSettings
+from openvasa.units import FPS, from_pcm16
 
 
 @dataclass
@@ -44,7 +45,7 @@ def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
             z["pose"].astype(np.float64), z["eyes"].astype(np.float64), z["dynamics"].astype(np.float64)
         )
         rest = rest_index(latent.pose, z["reference_pose"])
-        audio = z["audio"].astype(np.float32) / 32768
+        audio = from_pcm16(z["audio"])
         clips.append(ClipMotion(shard["file"], audio, latent, z["neutral"].astype(np.float64), latent[rest : rest + 1]))
     return clips
 
@@ -78,12 +79,12 @@ def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2,
         rest_open = identity.rest_opening(basis)
         for seed in range(seeds):
             base = generate_baseline_motion(
-                clip.audio, 25.0, identity.reference, basis, seed=seed, rest_opening=rest_open
+                clip.audio, FPS, identity.reference, basis, seed=seed, rest_opening=rest_open
             )
             methods["baseline"].append(clip_metrics(base, clip.latent, clip.neutral, clip.audio, basis))
             if generator is not None:
                 gen = generator.generate(
-                    clip.audio, 25.0, clip.reference, basis, seed=seed, settings=settings,
+                    clip.audio, FPS, clip.reference, basis, seed=seed, settings=settings,
                     rest_opening=rest_open,
                 )  # fmt: skip
                 methods[model].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))

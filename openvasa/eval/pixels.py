@@ -22,13 +22,14 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from openvasa.eval.metrics import blink_rate
-from openvasa.eval.suite import FPS, EvalConfig, eval_clips, frames_at
+from openvasa.eval.suite import EvalConfig, eval_clips, frames_at
 from openvasa.face import landmarks as lm
 from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.face.track import fill_gaps, track_frames
 from openvasa.motion.generator import load_generator
 from openvasa.pipeline import Portrait, drive, prepare_portrait, render_latents
+from openvasa.units import FPS
 
 MOUTH_MARGIN = 1 / 3  # the lips' box grows by this share of its size on each side: lips, teeth and the skin around
 SHEET_TILE = 256

@@ -30,10 +30,10 @@ from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.generator import load_generator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents
+from openvasa.units import FPS, SAMPLE_RATE, from_pcm16
 
 log = logging.getLogger(__name__)
 
-FPS = 25.0
 REAL, STILL, BASELINE = "real", "still", "baseline"
 SYNC_MAX_OFFSET = 15  # frames (0.6 s) each way, as SyncNet's evaluation
 
@@ -84,9 +84,9 @@ def eval_clips(config: EvalConfig) -> list[Clip]:
     report = prep_videos(config.videos, prep_dir, PrepConfig(audio_frontends=("energy",)), progress=False)
     clips = []
     for shard, z in split_shards(report.index_path, None if config.split == "all" else "val"):
-        audio = z["audio"].astype(np.float32) / 32768
+        audio = from_pcm16(z["audio"])
         frames = shard["T"] if config.max_seconds is None else min(shard["T"], int(config.max_seconds * FPS))
-        audio = audio[: int(frames / FPS * 16000)]
+        audio = audio[: int(frames / FPS * SAMPLE_RATE)]
         clips.append(Clip(Path(shard["file"]).stem, config.videos / shard["clip"], shard["start_s"], audio, frames))
     if not clips:
         raise OpenVasaError(f"no {config.split} clips in {config.videos}")
@@ -317,7 +317,9 @@ def drift_check(config: EvalConfig, codec: FaceLatentCodec) -> dict:
     rendered and re-detected: the first and last 20 s must look alike."""
     clips = eval_clips(EvalConfig(**{**asdict(config), "max_seconds": None, "max_clips": None}))
     audio = np.concatenate([c.audio for c in clips])
-    audio = np.tile(audio, int(np.ceil(config.drift_seconds * 16000 / len(audio))))[: int(config.drift_seconds * 16000)]
+    audio = np.tile(audio, int(np.ceil(config.drift_seconds * SAMPLE_RATE / len(audio))))[
+        : int(config.drift_seconds * SAMPLE_RATE)
+    ]
     first = next(frames_at(clips[0].video, np.array([clips[0].start_s])))
     portrait = prepare_portrait(first, codec=codec)
     identity = portrait.identity

@@ -19,8 +19,8 @@ from av.video.stream import VideoStream
 from tqdm import tqdm
 
 from openvasa.errors import OpenVasaError
+from openvasa.units import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 MAX_AUDIO_SECONDS = 600.0
 MAX_FILE_BYTES = 2 * 1024**3
 MAX_IMAGE_SIDE = 8000

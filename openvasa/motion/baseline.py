@@ -29,8 +29,9 @@ from openvasa.face import landmarks as lm
 from openvasa.face.fit_basis import ClipLandmarks, track_clips, validation_identities
 from openvasa.face.geometry import euler_to_matrix
 from openvasa.face.latent import FaceBasis, FaceLatent, FaceLatentCodec, gaze_to_iris_offset, to_canonical
-from openvasa.io.media import SAMPLE_RATE, load_audio, video_fps
+from openvasa.io.media import load_audio, video_fps
 from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
+from openvasa.units import SAMPLE_RATE
 
 MOUTH_FILE = "baseline_mouth.npz"
 

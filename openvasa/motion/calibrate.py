@@ -18,6 +18,7 @@ import torch
 from openvasa.eval.motion_quality import load_validation_clips
 from openvasa.face.latent import FaceBasis, Identity
 from openvasa.motion.generator import MotionGenerator
+from openvasa.units import FPS
 
 PERCENTILES = np.array([0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50])
 
@@ -35,7 +36,7 @@ def eye_calibration(generator: MotionGenerator, index: Path, seeds: int = 2) -> 
         real.append(openness_ratio(clip.latent.eyes, rest))
         for seed in range(seeds):
             opening = Identity(clip.neutral, clip.reference).rest_opening(basis)
-            latent = generator.generate(clip.audio, 25.0, clip.reference, basis, seed=seed, rest_opening=opening)
+            latent = generator.generate(clip.audio, FPS, clip.reference, basis, seed=seed, rest_opening=opening)
             generated.append(openness_ratio(latent.eyes, rest))
     g, r = np.concatenate(generated), np.concatenate(real)
     return {"model": np.percentile(g, PERCENTILES).tolist(), "real": np.percentile(r, PERCENTILES).tolist()}

@@ -14,9 +14,9 @@ import numpy as np
 
 from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
+from openvasa.units import FPS
 
 CHECKPOINT_FILE = "motion_dit.pt"
-MODEL_FPS = 25.0
 
 
 def checkpoint_path(checkpoint: str | Path | None = None) -> Path:
@@ -40,8 +40,8 @@ def checkpoint_settings(path: Path) -> dict:
 def model_features(frontend: str, context: int, audio: np.ndarray) -> np.ndarray:
     """(T, A) features of 16 kHz audio for a model of this front-end, at its frame rate; also the (cached)
     features of silence that its first window's `context` frames need."""
-    silence_features(frontend, context, MODEL_FPS)
-    return get_frontend(frontend).features(audio, MODEL_FPS)
+    silence_features(frontend, context, FPS)
+    return get_frontend(frontend).features(audio, FPS)
 
 
 def checkpoint_features(path: Path, audio: np.ndarray) -> np.ndarray:

@@ -252,10 +252,6 @@ class PreparedConditions:
     window: torch.Tensor | None = None  # (N, T, D) the window's tokens less their motion
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 PRESETS = {
     "tiny": DiTConfig(width=32, depth=2, heads=2, window=8, context=2),
     "compact": DiTConfig(width=128, depth=4, heads=4),

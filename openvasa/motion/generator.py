@@ -17,9 +17,8 @@ from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
-from openvasa.io.media import SAMPLE_RATE
 from openvasa.motion.baseline import REST_OPENING, MouthModel
-from openvasa.motion.checkpoint import MODEL_FPS, checkpoint_path, model_features
+from openvasa.motion.checkpoint import checkpoint_path, model_features
 from openvasa.motion.controls import MotionControls, emotion_offset
 from openvasa.motion.diffusion import (
     SAMPLERS,
@@ -40,6 +39,7 @@ from openvasa.motion.signals import (
     normalise,
     pose_from_delta,
 )
+from openvasa.units import FPS, SAMPLE_RATE
 
 
 class MotionGenerator:
@@ -88,7 +88,7 @@ class MotionGenerator:
 
     def silence_features(self, frames: int) -> np.ndarray:
         """(frames, A) audio features of silence."""
-        return silence_features(self.frontend.name, frames, MODEL_FPS)
+        return silence_features(self.frontend.name, frames, FPS)
 
     def conditions(self, reference: FaceLatent, basis: FaceBasis, controls: MotionControls) -> dict:
         """Normalised control tensors (1, .) and their presence flags."""
@@ -125,7 +125,7 @@ class MotionGenerator:
         padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
         motion = np.concatenate([stream.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
         latent = stream.smooth(stream.to_latent(motion, features), whole=True)
-        return _resample(latent, MODEL_FPS, fps, n_out)
+        return _resample(latent, FPS, fps, n_out)
 
 
 class MotionStream:

@@ -13,6 +13,9 @@ from openvasa.render.eyes import polygon_mask
 
 FADE_IN = 0.03  # opening beyond the portrait's own (eye distances) over which the interior fades in
 SHOWS_TEETH = 0.05  # portrait's inner-lip opening (eye distances) above which its own interior is reused
+TEETH_LUMA, TEETH_CHROMA = 0.9, 0.3  # the portrait's own teeth: at least this share of the skin's brightness, and
+# channels no further apart than this share of the brightest
+SOFTEN = 0.012  # Gaussian sigma (eye distances) of the drawn interior: a real one is never crisper than its lips
 
 
 class MouthLayer:
@@ -32,8 +35,12 @@ class MouthLayer:
             self.own_interior = (image.astype(np.float32), cv2.erode(mask, np.ones((3, 3))), landmarks.copy())
         inside = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR]) > 0.5
         bright = inside & (image.mean(2) > np.percentile(image[inside].mean(1), 70)) if inside.sum() > 20 else None
-        if bright is not None and bright.any():  # the portrait shows its teeth: use their colour
-            self.teeth = np.median(image[bright], 0).astype(np.float64)
+        if bright is not None and bright.any():  # the portrait may show its teeth: use their colour
+            own = np.median(image[bright], 0).astype(np.float64)
+            # ... if they are teeth: light and nearly grey. A mouth ajar shows only its dark-red inside, whose
+            # brightest pixels drew the teeth dark red.
+            if own.mean() > TEETH_LUMA * skin_luma and np.ptp(own) < TEETH_CHROMA * own.max():
+                self.teeth = own
 
     def composite(self, frame: np.ndarray, target: np.ndarray) -> None:
         """Fill the target inner-lip opening of `frame` (in place)."""
@@ -51,6 +58,7 @@ class MouthLayer:
         offset = np.array([x0, y0])
         mask = polygon_mask((y1 - y0, x1 - x0), contour, offset)
         interior = self._interior(target, offset, (y1 - y0, x1 - x0))
+        interior = cv2.GaussianBlur(interior, (0, 0), SOFTEN * float(lm.eye_distance(target)))
         if self.own_interior is not None:
             self._overlay_own_teeth(interior, target, offset)
         alpha = (cv2.GaussianBlur(mask, (3, 3), 0) * strength)[..., None]
@@ -107,7 +115,11 @@ class MouthLayer:
         affine = np.hstack([s * rot, (t - offset)[:, None]]).astype(np.float32)
         size = (interior.shape[1], interior.shape[0])
         own = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None]
+        # Only its teeth: the dark of its own small opening, stretched over a wider one, hid the drawn teeth.
+        luma = own.mean(2, keepdims=True)
+        dark, bright = self.cavity.mean(), self.teeth.mean()
+        teeth = np.clip((luma - dark) / max(0.6 * (bright - dark), 1.0), 0, 1)
+        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None] * teeth
         interior += alpha * (own - interior)
 
 

@@ -21,7 +21,8 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
 from openvasa.stream.realtime import Clock, LiveSession
-from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
+from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono
+from openvasa.units import to_pcm16
 
 
 class OpenVasaVideoGenerator(VideoGenerator):
@@ -70,7 +71,7 @@ class OpenVasaVideoGenerator(VideoGenerator):
             height, width = item.image.shape[:2]
             rgba = np.concatenate([item.image, np.full((height, width, 1), 255, np.uint8)], axis=2)
             yield rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, rgba.tobytes())
-            pcm = to_int16(item.audio)
+            pcm = to_pcm16(item.audio)
             yield rtc.AudioFrame(pcm.tobytes(), self._rate, 1, len(pcm))
 
     async def aclose(self) -> None:

@@ -28,7 +28,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from openvasa.motion.controls import MotionControls
 from openvasa.pipeline import Portrait
 from openvasa.stream.realtime import Clock, LiveSession
-from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono, to_int16
+from openvasa.stream.session import StreamFrame, TalkingSession, int16_mono
+from openvasa.units import to_pcm16
 
 
 class OpenVasaVideoProcessor(FrameProcessor):
@@ -82,7 +83,7 @@ class OpenVasaVideoProcessor(FrameProcessor):
             frame = await self._frames.get()
             height, width = frame.image.shape[:2]
             await self.push_frame(OutputImageRawFrame(image=frame.image.tobytes(), size=(width, height), format="RGB"))
-            pcm = to_int16(frame.audio).tobytes()
+            pcm = to_pcm16(frame.audio).tobytes()
             await self.push_frame(OutputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
 
     async def _stop(self) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from openvasa.audio.streaming import FPS, SAMPLE_RATE
 from openvasa.stream.session import StreamFrame, TalkingSession
+from openvasa.units import FPS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from openvasa.errors import OpenVasaError
 from openvasa.motion.controls import EMOTIONS, MotionControls
 from openvasa.pipeline import Portrait, prepare_portrait
 from openvasa.stream.realtime import Clock, LiveSession, ManualClock
-from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession, to_int16
+from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession
+from openvasa.units import FPS, SAMPLE_RATE, to_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def parse_controls(params: dict[str, str]) -> MotionControls:
 
 
 def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) -> bytes:
-    pcm = to_int16(rate_audio).tobytes()
+    pcm = to_pcm16(rate_audio).tobytes()
     jpeg = b""
     if with_image:
         ok, buf = cv2.imencode(
@@ -161,7 +162,7 @@ def session_cost(portrait: Portrait, steps: int = 10, seconds: float = 3.0) -> f
 CONTENTION = 0.35
 
 
-def sessions_that_fit(cost_per_frame_s: float, n_cores: int, fps: float = 25.0) -> int:
+def sessions_that_fit(cost_per_frame_s: float, n_cores: int, fps: float = FPS) -> int:
     """Default live sessions this machine holds at `fps`: the most n whose frames, each costing one session's
     cost_per_frame_s grown by CONTENTION per other session, fit in 85% of the cores (the rest is left for the
     server, the network and the operating system); at least one."""
@@ -280,7 +281,7 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
             controls = parse_controls(dict(ws.query_params))
             portrait = await asyncio.to_thread(state.portrait, portrait_id)
             start = json.loads(await ws.receive_text())
-            rate = int(start.get("sample_rate", 16000))
+            rate = int(start.get("sample_rate", SAMPLE_RATE))
             if start.get("type") != "start" or rate not in SUPPORTED_RATES:
                 raise HTTPException(400, f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
             latency = ws.query_params.get("latency", "normal")

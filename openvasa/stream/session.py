@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from openvasa.audio.streaming import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, STREAM_LOOKAHEAD
+from openvasa.audio.streaming import SAMPLES_PER_FRAME, STREAM_LOOKAHEAD
 from openvasa.errors import OpenVasaError
 from openvasa.face.latent import FaceLatentCodec
 from openvasa.motion.controls import MotionControls
@@ -31,6 +31,7 @@ from openvasa.motion.generator import MotionStream, load_generator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait
 from openvasa.stream.vad import SpeechDetector
+from openvasa.units import FPS, SAMPLE_RATE, from_pcm16
 
 STREAM_CHECKPOINT = "motion_dit_stream.pt"  # 4-frame blocks: better lip sync, under half a core
 LOW_LATENCY_CHECKPOINT = "motion_dit_stream1.pt"  # 1-frame blocks: about 70 ms sooner, 1 core
@@ -242,12 +243,6 @@ class TalkingSession:
 _NOT_DRAWN = np.zeros((0, 0, 3), np.uint8)
 
 
-def to_int16(audio: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] -> int16 PCM, as the server and the adapters send frames' audio: the exact
-    inverse of the int16 -> float conversion of pushed audio, so a client gets back the very samples it sent."""
-    return np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2")
-
-
 def int16_mono(data: bytes, channels: int) -> np.ndarray:
     """Interleaved int16 PCM bytes -> mono int16 (channels averaged), as voice-agent frameworks deliver TTS."""
     return np.frombuffer(data, "<i2").reshape(-1, channels).mean(1).astype(np.int16)
@@ -256,7 +251,7 @@ def int16_mono(data: bytes, channels: int) -> np.ndarray:
 def _to_float(pcm: np.ndarray) -> np.ndarray:
     pcm = np.asarray(pcm)
     if pcm.dtype == np.int16:
-        return pcm.astype(np.float32) / 32768
+        return from_pcm16(pcm)
     if not np.issubdtype(pcm.dtype, np.floating):
         raise OpenVasaError(f"audio must be int16 or float, got {pcm.dtype}")
     return pcm.astype(np.float32)

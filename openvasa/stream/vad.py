@@ -6,7 +6,8 @@ from functools import cache
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from openvasa.units import SAMPLE_RATE
+
 CHUNK = 512  # samples per VAD decision (32 ms), as the model expects at 16 kHz
 THRESHOLD = 0.5
 END_AFTER_S = 0.35  # this much non-speech ends an utterance
