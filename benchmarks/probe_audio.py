@@ -38,10 +38,10 @@ from openvasa.audio.frontends import (
     get_frontend,
     whisper_base_dir,
 )
-from openvasa.face.fit_basis import identity_of_clip, validation_identities
 from openvasa.face.landmarks import mouth_opening
 from openvasa.face.latent import FaceLatentCodec, to_canonical
 from openvasa.io.media import load_audio, video_fps
+from openvasa.tools.fit_basis import identity_of_clip, validation_identities
 
 log = logging.getLogger("probe_audio")
 

@@ -230,7 +230,7 @@ def run_demo(output: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train-motion"]:  # its options are generated from the training config dataclass
-        from openvasa.motion import train
+        from openvasa.tools import train_motion as train
 
         train.main(argv[1:])
         return 0

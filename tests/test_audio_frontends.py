@@ -5,8 +5,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from openvasa.audio.features import n_frames_for
-from openvasa.audio.frontends import FRONTEND_NAMES, get_frontend, resample_frames, whisper_base_dir
+from openvasa.audio.features import n_frames_for, resample_frames
+from openvasa.audio.frontends import FRONTEND_NAMES, get_frontend, whisper_base_dir
 from openvasa.errors import OpenVasaError
 
 SR = 16000

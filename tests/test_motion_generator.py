@@ -109,7 +109,7 @@ def write_fake_shards(root, frontend: str = "energy") -> str:
 
 
 def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, portrait_reference, speechlike):
-    from openvasa.motion.train import TrainConfig, train_motion
+    from openvasa.tools.train_motion import TrainConfig, train_motion
 
     index = write_fake_shards(tmp_path)
     config = TrainConfig(index=index, frontend="energy", preset="tiny", window=8, context=2, batch_size=4,
@@ -128,7 +128,7 @@ def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, port
 def test_training_with_two_cpu_processes(tmp_path):
     index = write_fake_shards(tmp_path)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-               "-m", "openvasa.motion.train", "--index", index, "--out", str(tmp_path / "run"), "--frontend", "energy",
+               "-m", "openvasa.tools.train_motion", "--index", index, "--out", str(tmp_path / "run"), "--frontend", "energy",
                "--preset", "tiny", "--window", "8", "--context", "2", "--batch-size", "2", "--steps", "4",
                "--val-every", "2", "--save-every", "2", "--warmup-steps", "1"]  # fmt: skip
     done = subprocess.run(

@@ -105,3 +105,25 @@ def normalise_stats(stats: np.ndarray, reference_db: np.ndarray) -> np.ndarray:
     lo, hi = np.log(CENTROID_RANGE_HZ)
     centroid = np.clip((np.log(np.maximum(centroid_hz, 1.0)) - lo) / (hi - lo), 0.0, 1.0)
     return np.stack([loudness, centroid * gate, high_ratio * gate, f2_ratio * gate], axis=1)
+
+
+def resample_frames(x: np.ndarray, src_fps: float, dst_fps: float, n_out: int) -> np.ndarray:
+    """Linearly resample per-frame values between frame rates, frame centres aligned.
+
+    x: (T, ...) at src_fps -> (n_out, ...) at dst_fps; beyond the ends the edge frames are held.
+    """
+    if len(x) == 0:
+        raise ValueError("cannot resample an empty sequence")
+    pos = np.clip((np.arange(n_out) + 0.5) * src_fps / dst_fps - 0.5, 0, len(x) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(x) - 1)
+    frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    return x[lo] * (1 - frac) + x[hi] * frac
+
+
+def mono_float32(audio: np.ndarray) -> np.ndarray:
+    """Audio as a 1-D float32 array; anything else is refused."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono (1-D), got shape {audio.shape}")
+    return audio

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from openvasa.audio.features import LOOKAHEAD_S, frame_energy_features, n_frames_for
+from openvasa.audio.features import LOOKAHEAD_S, frame_energy_features, mono_float32, n_frames_for, resample_frames
 from openvasa.errors import OpenVasaError
 from openvasa.units import FPS, SAMPLE_RATE
 
@@ -66,27 +66,6 @@ class AudioFrontend(Protocol):
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
         """audio: (S,) float at 16 kHz -> (n_frames_for(S, fps), dim) float32."""
         ...
-
-
-def resample_frames(x: np.ndarray, src_fps: float, dst_fps: float, n_out: int) -> np.ndarray:
-    """Linearly resample per-frame values between frame rates, frame centres aligned.
-
-    x: (T, ...) at src_fps -> (n_out, ...) at dst_fps; beyond the ends the edge frames are held.
-    """
-    if len(x) == 0:
-        raise ValueError("cannot resample an empty sequence")
-    pos = np.clip((np.arange(n_out) + 0.5) * src_fps / dst_fps - 0.5, 0, len(x) - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, len(x) - 1)
-    frac = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
-    return x[lo] * (1 - frac) + x[hi] * frac
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be mono (1-D), got shape {audio.shape}")
-    return audio
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -189,7 +168,7 @@ class WhisperFrontend:
         """
         if self._mel_extractor is None:
             self._mel_extractor = _require("faster_whisper.feature_extractor").FeatureExtractor(feature_size=80)
-        return self._mel_extractor(_check_audio(audio))
+        return self._mel_extractor(mono_float32(audio))
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
         """Encoder states of mel frames exactly as given (no padding). mel: (80, M) -> (ceil(M / 2), dim) at 50 Hz."""
@@ -204,7 +183,7 @@ class WhisperFrontend:
         Long audio is encoded in 30 s windows overlapping by 10 s; each output comes from the window where it
         is farthest from a cut. Each window is padded to 30 s with the log-mel of silence, as in training.
         """
-        audio = _check_audio(audio)
+        audio = mono_float32(audio)
         n_frames = n_frames_for(len(audio), fps)
         if n_frames == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -284,7 +263,7 @@ class LogMelFrontend:
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
         """audio: (S,) at 16 kHz -> (n_frames_for(S, fps), 320) float32: the 4 mel frames from each frame's start,
         band-major within each 10 ms frame (at 25 fps exactly the frame's 40 ms)."""
-        audio = _check_audio(audio)
+        audio = mono_float32(audio)
         n_frames = n_frames_for(len(audio), fps)
         if n_frames == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -303,7 +282,7 @@ class EnergyFrontend:
 
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
         """audio: (S,) at 16 kHz -> (n_frames_for(S, fps), 4) float32, all in [0, 1]."""
-        audio = _check_audio(audio)
+        audio = mono_float32(audio)
         n_frames = n_frames_for(len(audio), fps)
         # frame_energy_features looks LOOKAHEAD_S ahead of each frame's start; delaying the audio by that much
         # less half a frame centres its windows on the frames instead.

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from openvasa.audio.features import WINDOW_S, frame_stats, n_frames_for, normalise_stats
+from openvasa.audio.features import WINDOW_S, frame_stats, mono_float32, n_frames_for, normalise_stats, resample_frames
 from openvasa.units import FPS, SAMPLE_RATE
 
 # Frames per block (160 ms) by default: a chunk waits at most this long for its block to fill. Whisper's cost is
@@ -139,9 +139,7 @@ class StreamingFrontend:
         return AudioStream(self._make_parts(), self.block)
 
     def features(self, audio: np.ndarray, fps: float) -> np.ndarray:
-        from openvasa.audio.frontends import _check_audio, resample_frames
-
-        audio = _check_audio(audio)
+        audio = mono_float32(audio)
         stream = self.stream()
         feats = np.concatenate([stream.push(audio), stream.finish()])
         if fps != FPS:

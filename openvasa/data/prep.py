@@ -42,7 +42,6 @@ from openvasa.audio.frontends import AudioFrontend, get_frontend
 from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.detect import invert_affine, transform_points
-from openvasa.face.fit_basis import identity_of_clip
 from openvasa.face.latent import (
     FaceBasis,
     FaceLatent,
@@ -55,6 +54,7 @@ from openvasa.face.latent import (
 )
 from openvasa.face.track import FaceTracker, gaussian_smooth
 from openvasa.io.media import load_audio
+from openvasa.tools.fit_basis import identity_of_clip
 from openvasa.units import SAMPLE_RATE, from_pcm16, to_pcm16
 
 log = logging.getLogger(__name__)

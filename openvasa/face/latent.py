@@ -8,7 +8,7 @@ A frame's 478 landmarks are explained as
 where `canonical` is the face in a frontal, unit-eye-distance frame, `eyes` holds openness and iris
 offsets (explicit, so blinks and gaze can be driven directly) and `dynamics` is a PCA code of every
 other expression change (mouth, brows, cheeks). Both bases are fitted on within-person changes of real
-talking videos (`openvasa.face.fit_basis`), so identity (the neutral shape) is what stays fixed for a
+talking videos (`openvasa.tools.fit_basis`), so identity (the neutral shape) is what stays fixed for a
 person, and pose is fitted on rigid points only: pose-only and dynamics-only driving fall out.
 """
 

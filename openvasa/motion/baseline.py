@@ -1,6 +1,6 @@
-"""Baseline audio-driven face motion: hand-built signal processing, no learned generator.
+"""Baseline audio-driven face motion: hand-built signal processing, no learned generator (`--motion baseline`).
 
-This baseline stands in until the learned diffusion model of motion replaces it. Lips follow the
+Lips follow the
 loudness envelope (opening) and the spectral shape (rounding) along two directions of the dynamics
 basis measured on real talking videos; blinks, gaze saccades and head sway are seeded random
 processes; head nods follow loudness onsets. Every deviation is stationary and centred on the
@@ -8,14 +8,9 @@ portrait's own latent, so the motion never drifts.
 
 The mouth directions and gains are fitted on the training identities and shipped in
 `openvasa/assets/baseline_mouth.npz`; refit them (after refitting the face basis) with
-
-    python -m openvasa.motion.baseline --fit [--videos DIR] [--cache NPZ]
-
-(defaults: ../shared/data/videos and the landmark cache out/tracked_landmarks.npz of the basis fit).
+`python -m openvasa.tools.fit_mouth`.
 """
 
-import argparse
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -25,11 +20,8 @@ import numpy as np
 
 from openvasa.audio.features import frame_energy_features, n_frames_for
 from openvasa.errors import OpenVasaError
-from openvasa.face import landmarks as lm
-from openvasa.face.fit_basis import ClipLandmarks, track_clips, validation_identities
 from openvasa.face.geometry import euler_to_matrix
-from openvasa.face.latent import FaceBasis, FaceLatent, FaceLatentCodec, gaze_to_iris_offset, to_canonical
-from openvasa.io.media import load_audio, video_fps
+from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
 from openvasa.units import SAMPLE_RATE
 
@@ -104,9 +96,9 @@ class MouthModel:
 
     def check(self, basis: FaceBasis) -> None:
         """Raise OpenVasaError unless this model was fitted on `basis`."""
-        if len(self.open_dir) != basis.n_dynamics or not np.allclose(self.basis_check, _basis_check(basis), rtol=1e-3):
+        if len(self.open_dir) != basis.n_dynamics or not np.allclose(self.basis_check, basis_check(basis), rtol=1e-3):
             raise OpenVasaError(
-                f"{MOUTH_FILE} does not match the face basis; refit it with python -m openvasa.motion.baseline --fit"
+                f"{MOUTH_FILE} does not match the face basis; refit it with python -m openvasa.tools.fit_mouth"
             )
 
 
@@ -122,7 +114,7 @@ def _load_mouth(path: str) -> MouthModel:
         )
 
 
-def _basis_check(basis: FaceBasis) -> np.ndarray:
+def basis_check(basis: FaceBasis) -> np.ndarray:
     return np.abs(basis.dynamics_basis).sum(axis=0)
 
 
@@ -260,75 +252,3 @@ def generate_baseline_motion(
     rot = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
     pose[:, 3:6] += pose[:, 6, None] * ((ref_rot - rot) @ NECK_PIVOT)
     return FaceLatent(pose, eyes, dynamics)
-
-
-def fit_mouth_model(
-    clips: list[ClipLandmarks], video_dir: Path, basis: FaceBasis
-) -> tuple[MouthModel, dict[str, float]]:
-    """Fit the mouth directions and gains on real talking clips; returns them with a report.
-
-    Directions: least squares of within-clip-centred dynamics codes on within-clip-centred inner-lip
-    opening and mouth width (eye distances), so each direction moves its measure by one unit and leaves
-    the other. Opening gain: the median, over clips, of the opening range (95th - 5th percentile) over
-    the 95th percentile of the opening drive, so lips move as far as real ones. Rounding gain: the
-    pooled within-clip regression slope of width on the rounding drive (with the opening drive).
-    """
-    codec = FaceLatentCodec(basis)
-    measures, codes, drives, gains, open_r, round_r = [], [], [], [], [], []
-    for clip in clips:
-        latent = codec.encode(clip.landmarks)
-        canonical = to_canonical(clip.landmarks, latent.pose)
-        width = np.linalg.norm(canonical[:, 61, :2] - canonical[:, 291, :2], axis=-1)
-        measure = np.stack([lm.mouth_opening(canonical), width / lm.eye_distance(canonical)], axis=1)
-        fps = video_fps(video_dir / clip.name)
-        drive = np.stack(mouth_drives(frame_energy_features(load_audio(video_dir / clip.name), fps), fps), 1)
-        # Tracking may have dropped a frame or two at the end.
-        t = min(len(measure), len(drive))
-        measure, drive, code = measure[:t], drive[:t], latent.dynamics[:t]
-        measures.append(measure - measure.mean(0))
-        codes.append(code - code.mean(0))
-        drives.append(drive - drive.mean(0))
-        opening_range = np.percentile(measure[:, 0], 95) - np.percentile(measure[:, 0], 5)
-        gains.append(opening_range / np.percentile(drive[:, 0], 95))
-        open_r.append(np.corrcoef(drive[:, 0], measure[:, 0])[0, 1])
-        round_r.append(np.corrcoef(drive[:, 1], measure[:, 1])[0, 1])
-    x, y, d = np.concatenate(measures), np.concatenate(codes), np.concatenate(drives)
-    directions = np.linalg.lstsq(x, y, rcond=None)[0]
-    width_slopes = np.linalg.lstsq(d, x[:, 1], rcond=None)[0]
-    model = MouthModel(
-        open_dir=directions[0],
-        round_dir=-directions[1],
-        open_gain=float(np.median(gains)),
-        round_gain=float(max(0.0, -width_slopes[1])),
-        basis_check=_basis_check(basis),
-    )
-    report = {
-        "clips": len(clips),
-        "frames": len(x),
-        "codes_r2": float(1 - ((y - x @ directions) ** 2).sum() / (y**2).sum()),
-        "open_gain": model.open_gain,
-        "round_gain": model.round_gain,
-        "median_r_opening_drive": float(np.median(open_r)),
-        "median_r_width_rounding_drive": float(np.median(round_r)),
-    }
-    return model, report
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fit", action="store_true", help="fit the mouth model on the training identities")
-    parser.add_argument("--videos", type=Path, default=Path("../shared/data/videos"))
-    parser.add_argument("--cache", type=Path, default=Path("out/tracked_landmarks.npz"))
-    parser.add_argument("--out", type=Path, default=Path(str(resources.files("openvasa") / "assets" / MOUTH_FILE)))
-    args = parser.parse_args()
-    if not args.fit:
-        parser.error("nothing to do; pass --fit")
-    validation = validation_identities()
-    clips = [c for c in track_clips(args.videos, args.cache) if c.identity not in validation]
-    model, report = fit_mouth_model(clips, args.videos, FaceBasis.load())
-    model.save(args.out)
-    print(json.dumps(report, indent=1))
-
-
-if __name__ == "__main__":
-    main()

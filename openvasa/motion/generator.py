@@ -59,7 +59,7 @@ class MotionGenerator:
         # Loudness (the energy front-end's first column) gates speech: in silence the face listens.
         parts = payload["train"]["frontend"].split("+")
         self.loudness_column = -4 if parts[-1].startswith("energy") else None
-        # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.motion.calibrate).
+        # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.tools.calibrate).
         self.eye_calibration = payload.get("eye_calibration")
 
     def rest_motion(self, reference: FaceLatent) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Fit the shipped FaceBasis on real talking videos (training identities only).
 
-    python -m openvasa.face.fit_basis --videos ../shared/data/videos --out openvasa/assets/face_basis.npz
+    python -m openvasa.tools.fit_basis --videos ../shared/data/videos --out openvasa/assets/face_basis.npz
 
 Steps: track landmarks in every clip; generalised Procrustes on rigid points gives a frontal canonical
 mean; within each clip, canonical changes are regressed on measured eye state (the eye basis), and PCA of

@@ -6,7 +6,7 @@ rendering and re-detection most blinks no longer registered. A quantile map from
 (relative to the rest openness), fitted on the training clips, restores the depth; it is stored in the
 checkpoint and applied by the generator.
 
-    python -m openvasa.motion.calibrate --checkpoint openvasa/assets/motion_dit.pt --index out/prep/index.json
+    python -m openvasa.tools.calibrate --checkpoint openvasa/assets/motion_dit.pt --index out/prep/index.json
 """
 
 import argparse

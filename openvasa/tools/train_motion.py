@@ -1,7 +1,7 @@
 """Train the motion diffusion transformer on prep shards.
 
     openvasa train-motion --index out/prep/index.json --out out/motion [--steps 20000]
-    accelerate launch --num_processes 2 -m openvasa.motion.train --index ... --out ...   # several processes
+    accelerate launch --num_processes 2 -m openvasa.tools.train_motion --index ... --out ...   # several processes
 
 CPU by default; `accelerate` handles several processes or GPUs. The run is resumable (out/last.pt), logs
 to TensorBoard (out/logs) and writes the shippable checkpoint (weights in fp16 + configs + statistics) to
