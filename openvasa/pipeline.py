@@ -14,7 +14,17 @@ import numpy as np
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FaceAnalyzer, FaceCrop
 from openvasa.face.landmarks import mouth_opening
-from openvasa.face.latent import FaceLatent, FaceLatentCodec, Identity, rest_frame
+from openvasa.face.latent import (
+    EYE_IRIS,
+    EYE_OPEN,
+    POSE_ANGLES,
+    POSE_SCALE,
+    POSE_SHIFT,
+    FaceLatent,
+    FaceLatentCodec,
+    Identity,
+    rest_frame,
+)
 from openvasa.face.track import TrackedClip, gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
@@ -171,19 +181,19 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
     out = FaceLatent(np.repeat(source.pose, n, 0), np.repeat(source.eyes, n, 0), np.repeat(source.dynamics, n, 0))
     if mode in ("full", "pose"):
         pose = gaussian_smooth(driver.pose, POSE_SMOOTHING_FRAMES)
-        ratio = pose[:, 6:7] / pose[0, 6]
-        out.pose[:, :3] += pose[:, :3] - pose[0, :3]
-        shift = (pose[:, 3:6] - pose[0, 3:6]) * (source.pose[0, 6] / pose[0, 6])
+        scale = source.pose[0, POSE_SCALE] / pose[0, POSE_SCALE]
+        out.pose[:, POSE_ANGLES] += pose[:, POSE_ANGLES] - pose[0, POSE_ANGLES]
+        shift = (pose[:, POSE_SHIFT] - pose[0, POSE_SHIFT]) * scale
         c, s = np.cos(turn), np.sin(turn)
-        out.pose[:, 3:6] += shift @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])  # rows turned by `turn`
-        out.pose[:, 6:7] = source.pose[0, 6] * ratio
+        out.pose[:, POSE_SHIFT] += shift @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])  # rows turned by `turn`
+        out.pose[:, POSE_SCALE] = pose[:, POSE_SCALE] * scale
     if mode in ("full", "expression"):
         rest = rest_frame(driver.eyes, driver_mouth)
         ref = 0 if same_start else rest[np.argmin(driver_mouth[rest])]
         out.dynamics += driver.dynamics - driver.dynamics[ref]
-        openness = driver.eyes[:, :2] / np.maximum(driver.eyes[ref, :2], 1e-3)
-        out.eyes[:, :2] = source.eyes[0, :2] * np.clip(openness, 0, 1.6)
-        out.eyes[:, 2:] += driver.eyes[:, 2:] - driver.eyes[ref, 2:]
+        openness = driver.eyes[:, EYE_OPEN] / np.maximum(driver.eyes[ref, EYE_OPEN], 1e-3)
+        out.eyes[:, EYE_OPEN] = source.eyes[0, EYE_OPEN] * np.clip(openness, 0, 1.6)
+        out.eyes[:, EYE_IRIS] += driver.eyes[:, EYE_IRIS] - driver.eyes[ref, EYE_IRIS]
     return out
 
 

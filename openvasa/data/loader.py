@@ -18,7 +18,8 @@ from openvasa.audio.frontends import frontend_parts
 from openvasa.data.prep import basis_fingerprint
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FRAME_SIZE
-from openvasa.face.latent import N_EYE, FaceBasis, FaceLatent, mirror_latent
+from openvasa.face.latent import N_EYE, POSE_SCALE, POSE_SHIFT, FaceBasis, FaceLatent, mirror_latent
+from openvasa.motion.signals import pose_delta
 
 
 @dataclass
@@ -53,19 +54,6 @@ def split_shards(index: Path, split: str | None) -> Iterator[tuple[dict, dict[st
 def rest_index(pose: np.ndarray, reference_pose: np.ndarray) -> int:
     """The frame of a prep shard at its reference pose: its rest (neutral) frame. pose: (T, 7), (7,)."""
     return int(np.argmin(np.abs(pose - reference_pose).sum(1)))
-
-
-def pose_delta(pose: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Pose relative to a reference pose, independent of the framing. pose: (T, 7), reference: (7,) -> (T, 7):
-    angle differences (rad), translation difference in reference eye distances, log scale ratio."""
-    return np.concatenate(
-        [
-            pose[:, :3] - reference[:3],
-            (pose[:, 3:6] - reference[3:6]) / reference[6],
-            np.log(pose[:, 6:] / reference[6]),
-        ],
-        axis=1,
-    )
 
 
 class MotionWindows(IterableDataset):
@@ -163,10 +151,11 @@ class MotionWindows(IterableDataset):
         if c.scale_jitter > 0:
             zoom = np.exp(rng.uniform(-c.scale_jitter, c.scale_jitter))
             centre = np.array([FRAME_SIZE / 2, FRAME_SIZE / 2, 0.0])
-            pose[:, 3:6] = centre + zoom * (pose[:, 3:6] - centre)
-            pose[:, 6] *= zoom
+            pose[:, POSE_SHIFT] = centre + zoom * (pose[:, POSE_SHIFT] - centre)
+            pose[:, POSE_SCALE] *= zoom
         if c.shift_jitter > 0:
-            pose[:, 3:5] += rng.uniform(-c.shift_jitter, c.shift_jitter, 2) * reference[6]
+            in_plane = slice(POSE_SHIFT.start, POSE_SHIFT.start + 2)  # tx, ty
+            pose[:, in_plane] += rng.uniform(-c.shift_jitter, c.shift_jitter, 2) * reference[POSE_SCALE]
         motion = np.concatenate([pose_delta(pose, reference), latent.eyes[:-1], latent.dynamics[:-1]], axis=1)
         return {
             "motion": torch.from_numpy(motion.astype(np.float32)),

@@ -43,6 +43,8 @@ from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.detect import invert_affine, transform_points
 from openvasa.face.latent import (
+    EYE_OPEN,
+    POSE_ANGLES,
     FaceBasis,
     FaceLatent,
     FaceLatentCodec,
@@ -333,7 +335,7 @@ def high_band_power(x: np.ndarray, fps: float) -> float:
 
 def count_blinks(eyes: np.ndarray, open_level: float) -> int:
     """Dips of the mean eye openness of (T, 6) eye states below BLINK_FRACTION of open_level."""
-    closed = eyes[:, :2].mean(1) < BLINK_FRACTION * open_level
+    closed = eyes[:, EYE_OPEN].mean(1) < BLINK_FRACTION * open_level
     return int(closed[0] + np.count_nonzero(closed[1:] & ~closed[:-1]))
 
 
@@ -439,7 +441,7 @@ def _motion_stats(motions: list[tuple[FaceLatent, np.ndarray, np.ndarray]], fps:
     """Usable seconds, blink rate and the smoothing check of a clip's segments (from _segment_motion)."""
     smooth = np.concatenate([m for _, m, _ in motions])
     raw = np.concatenate([r for _, _, r in motions])
-    open_level = float(np.median(np.concatenate([m.eyes[:, :2].mean(1) for m, _, _ in motions])))
+    open_level = float(np.median(np.concatenate([m.eyes[:, EYE_OPEN].mean(1) for m, _, _ in motions])))
     minutes = len(raw) / fps / 60
     return {
         "usable_s": len(raw) / fps,
@@ -617,7 +619,7 @@ def write_report(out_dir: Path, index: dict, wall_seconds: float) -> Path:
         lines += ["", "Clips without shards:", ""] + [f"- {c['file']}: {c['reason']}" for c in skipped]
     if shards:
         pose, dynamics, mouth = _sample_frames(out_dir, shards)
-        yaw, pitch, roll = np.degrees(pose[:, :3]).T
+        yaw, pitch, roll = np.degrees(pose[:, POSE_ANGLES]).T
         lines += ["", "## Pose and expression", "", "| | 5% | 50% | 95% |", "|---|---|---|---|"]
         for label, values in zip(
             ("yaw (deg)", "pitch (deg)", "roll (deg)", "mouth opening (eye distances)"),

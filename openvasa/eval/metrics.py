@@ -6,7 +6,7 @@ import numpy as np
 from scipy import linalg
 
 from openvasa.face import landmarks as lm
-from openvasa.face.latent import FaceBasis, FaceLatent, mouth_opening
+from openvasa.face.latent import EYE_OPEN, PITCH, POSE_ANGLES, YAW, FaceBasis, FaceLatent, mouth_opening
 
 N_FD_CODES = 8  # dynamics codes in the motion features (the largest; the rest are mostly noise)
 
@@ -30,23 +30,23 @@ def lip_error(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, basis: 
 
 def pose_variation(pose: np.ndarray) -> float:
     """Delta-P: mean absolute change of yaw, pitch and roll between adjacent frames (degrees per frame)."""
-    return float(np.degrees(np.abs(np.diff(pose[:, :3], axis=0))).mean()) if len(pose) > 1 else 0.0
+    return float(np.degrees(np.abs(np.diff(pose[:, POSE_ANGLES], axis=0))).mean()) if len(pose) > 1 else 0.0
 
 
 def pose_std(pose: np.ndarray) -> float:
     """Standard deviation of yaw and pitch (degrees), averaged: how far the head wanders."""
-    return float(np.degrees(pose[:, :2].std(0)).mean())
+    return float(np.degrees(pose[:, [YAW, PITCH]].std(0)).mean())
 
 
 def audio_pose_correlation(pose: np.ndarray, loudness: np.ndarray) -> float:
     """Correlation of head angular speed with loudness: does the head move with the speech's rhythm."""
-    speed = np.linalg.norm(np.diff(pose[:, :3], axis=0), axis=1)
+    speed = np.linalg.norm(np.diff(pose[:, POSE_ANGLES], axis=0), axis=1)
     return correlation(speed, loudness[1:])
 
 
 def blink_rate(eyes: np.ndarray, fps: float) -> float:
     """Blinks per minute: onsets of eye openness below half its median."""
-    openness = eyes[:, :2].mean(1)
+    openness = eyes[:, EYE_OPEN].mean(1)
     closed = openness < 0.5 * np.median(openness)
     onsets = np.count_nonzero(closed[1:] & ~closed[:-1]) + int(closed[0])
     return onsets / (len(eyes) / fps) * 60
@@ -66,7 +66,7 @@ def motion_features(latent: FaceLatent, basis: FaceBasis, window: int = 50, stri
     angles and the largest dynamics codes (in units of their data std), the std, mean absolute velocity and
     mean absolute acceleration over the window (motion, not the posture or expression it starts from)."""
     codes = latent.dynamics[:, :N_FD_CODES] / np.sqrt(basis.dynamics_var[:N_FD_CODES])
-    signal = np.hstack([np.degrees(latent.pose[:, :3]), codes])
+    signal = np.hstack([np.degrees(latent.pose[:, POSE_ANGLES]), codes])
     starts = range(0, len(signal) - window + 1, stride)
     rows = []
     for s in starts:
@@ -127,7 +127,9 @@ def drift(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis, fps: float,
     first, last = latent[:n], latent[-n:]
     mouth_first, mouth_last = mouth_opening(first, neutral, basis), mouth_opening(last, neutral, basis)
     return {
-        "pose_mean_shift_deg": float(np.degrees(np.abs(last.pose[:, :3].mean(0) - first.pose[:, :3].mean(0))).max()),
+        "pose_mean_shift_deg": float(
+            np.degrees(np.abs(last.pose[:, POSE_ANGLES].mean(0) - first.pose[:, POSE_ANGLES].mean(0))).max()
+        ),
         "pose_variation_ratio": pose_variation(last.pose) / max(pose_variation(first.pose), 1e-9),
         "mouth_std_ratio": float(mouth_last.std() / max(mouth_first.std(), 1e-9)),
         "blinks_first": blink_rate(first.eyes, fps),

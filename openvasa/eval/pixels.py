@@ -123,7 +123,9 @@ def generated_blinks(portrait: Portrait, audio: np.ndarray) -> tuple[float, floa
     latent = load_generator().generate(
         audio, FPS, portrait.identity.reference, codec.basis, rest_opening=portrait.identity.rest_opening(codec.basis)
     )
-    seen = lm.eye_openness(redetect(list(render_latents(portrait, latent, codec))))  # (T, 2), as latent.eyes[:, :2]
+    seen = lm.eye_openness(
+        redetect(list(render_latents(portrait, latent, codec)))
+    )  # (T, 2), as latent.eyes[:, EYE_OPEN]
     return float(blink_rate(latent.eyes, FPS)), float(blink_rate(seen, FPS))
 
 

@@ -25,6 +25,14 @@ from openvasa.face.geometry import euler_to_matrix, fit_similarity, matrix_to_eu
 BASIS_FILE = "face_basis.npz"
 N_EYE = 6  # openness (right, left), iris offset (right x, y, left x, y)
 N_POSE = 7  # yaw, pitch, roll (rad), tx, ty, tz (px), scale (px per eye distance)
+# The layouts of a latent's pose and eyes, named once (the motion vector's is in openvasa.motion.signals).
+YAW, PITCH, ROLL = 0, 1, 2
+POSE_ANGLES = slice(YAW, ROLL + 1)
+TX = 3
+POSE_SHIFT = slice(TX, TX + 3)  # tx, ty, tz
+POSE_SCALE = 6
+EYE_OPEN = slice(0, 2)  # openness, right and left
+EYE_IRIS = slice(2, 6)  # iris offsets
 
 
 @dataclass
@@ -115,16 +123,16 @@ def fit_pose(points: np.ndarray, basis: FaceBasis) -> np.ndarray:
     out = np.empty((len(points), N_POSE))
     for i, frame in enumerate(points):
         scale, rot, t = fit_similarity(basis.mean[rigid], frame[rigid].astype(np.float64))
-        out[i, :3] = matrix_to_euler(rot)
-        out[i, 3:6] = t
-        out[i, 6] = scale
+        out[i, POSE_ANGLES] = matrix_to_euler(rot)
+        out[i, POSE_SHIFT] = t
+        out[i, POSE_SCALE] = scale
     return out
 
 
 def pose_transform(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, 7) -> scaled rotations (T, 3, 3) and translations (T, 3)."""
-    rot = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2]) * pose[:, 6, None, None]
-    return rot, pose[:, 3:6]
+    rot = euler_to_matrix(*pose[:, POSE_ANGLES].T) * pose[:, POSE_SCALE, None, None]
+    return rot, pose[:, POSE_SHIFT]
 
 
 def to_canonical(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -237,8 +245,8 @@ def mirror_latent(latent: FaceLatent, basis: FaceBasis, width: float) -> FaceLat
     change sign; dynamics: the mirror map projected into the basis (exact for a mirror-symmetric basis,
     which fit_basis makes by fitting on mirrored clips too)."""
     pose = latent.pose.copy()
-    pose[:, [0, 2]] *= -1
-    pose[:, 3] = width - pose[:, 3]
+    pose[:, [YAW, ROLL]] *= -1
+    pose[:, TX] = width - pose[:, TX]
     eyes = latent.eyes[:, [1, 0, 4, 5, 2, 3]].copy()
     eyes[:, [2, 4]] *= -1
     return FaceLatent(pose, eyes, latent.dynamics @ basis.dynamics_mirror.T)
@@ -247,6 +255,6 @@ def mirror_latent(latent: FaceLatent, basis: FaceBasis, width: float) -> FaceLat
 def rest_frame(eyes: np.ndarray, mouth: np.ndarray) -> np.ndarray:
     """Frames at rest: eyes at least as open as the median frame's (no blink, no squint) and lips among
     the most closed tenth of those. eyes: (T, 6), mouth: (T,) -> indices."""
-    openness = eyes[:, :2].mean(1)
+    openness = eyes[:, EYE_OPEN].mean(1)
     open_eyes = np.flatnonzero(openness >= np.median(openness))
     return open_eyes[mouth[open_eyes] <= np.percentile(mouth[open_eyes], 10)]

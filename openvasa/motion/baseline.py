@@ -21,7 +21,16 @@ import numpy as np
 from openvasa.audio.features import frame_energy_features, n_frames_for
 from openvasa.errors import OpenVasaError
 from openvasa.face.geometry import euler_to_matrix
-from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
+from openvasa.face.latent import (
+    EYE_IRIS,
+    EYE_OPEN,
+    POSE_ANGLES,
+    POSE_SCALE,
+    POSE_SHIFT,
+    FaceBasis,
+    FaceLatent,
+    gaze_to_iris_offset,
+)
 from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
 from openvasa.units import SAMPLE_RATE
 
@@ -236,19 +245,19 @@ def generate_baseline_motion(
 
     eyes = np.repeat(reference.eyes, n, axis=0)
     openness = emotion_eye_openness(controls.emotion, controls.emotion_strength)
-    eyes[:, :2] *= openness * _blinks(n, fps, rng)[:, None]
+    eyes[:, EYE_OPEN] *= openness * _blinks(n, fps, rng)[:, None]
     if controls.gaze is not None:
-        eyes[:, 2:] = basis.eye_mean[2:] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+        eyes[:, EYE_IRIS] = basis.eye_mean[EYE_IRIS] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
     saccades = _saccades(n, fps, rng)
-    eyes[:, 2:] += np.tile(gaze_to_iris_offset(saccades[:, 0], saccades[:, 1]).T, 2)
+    eyes[:, EYE_IRIS] += np.tile(gaze_to_iris_offset(saccades[:, 0], saccades[:, 1]).T, 2)
 
     pose = np.repeat(reference.pose, n, axis=0)
     turn = _sway(n, fps, rng)
     turn[:, 1] += _nods(features[:, 0], fps)
-    pose[:, :3] += np.radians(turn) * controls.motion_scale
-    pose[:, 6] = reference.pose[0, 6] / controls.distance
+    pose[:, POSE_ANGLES] += np.radians(turn) * controls.motion_scale
+    pose[:, POSE_SCALE] = reference.pose[0, POSE_SCALE] / controls.distance
     # Turning about the neck moves the face: the pivot stays where it is in the image.
-    ref_rot = euler_to_matrix(*reference.pose[0, :3])
-    rot = euler_to_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
-    pose[:, 3:6] += pose[:, 6, None] * ((ref_rot - rot) @ NECK_PIVOT)
+    ref_rot = euler_to_matrix(*reference.pose[0, POSE_ANGLES])
+    rot = euler_to_matrix(*pose[:, POSE_ANGLES].T)
+    pose[:, POSE_SHIFT] += pose[:, POSE_SCALE, None] * ((ref_rot - rot) @ NECK_PIVOT)
     return FaceLatent(pose, eyes, dynamics)

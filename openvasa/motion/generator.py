@@ -15,7 +15,7 @@ import torch
 from openvasa.audio.features import n_frames_for
 from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
-from openvasa.face.latent import FaceBasis, FaceLatent, gaze_to_iris_offset
+from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.checkpoint import checkpoint_path, model_features
@@ -30,12 +30,15 @@ from openvasa.motion.diffusion import (
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
+    EYES,
     GAZE,
     LOG_SCALE,
     OPENNESS,
+    POSE,
     MotionStats,
     denormalise,
     dynamics_slice,
+    mean_iris,
     normalise,
     pose_from_delta,
 )
@@ -67,7 +70,7 @@ class MotionGenerator:
         m = self.config.motion_dim
         rest = np.zeros(m)
         rest[OPENNESS] = self.stats.openness_mean  # to_latent rescales the data's openness to the portrait's
-        rest[GAZE] = reference.eyes[0, 2:]
+        rest[GAZE] = reference.eyes[0, EYE_IRIS]
         if not self.relative_dynamics:
             rest[dynamics_slice(m)] = reference.dynamics[0]
         return rest.astype(np.float32)
@@ -94,10 +97,10 @@ class MotionGenerator:
         """Normalised control tensors (1, .) and their presence flags."""
         s, k = self.stats, dynamics_slice(self.config.motion_dim)
         if controls.gaze is not None:
-            iris = basis.eye_mean[2:] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+            iris = basis.eye_mean[EYE_IRIS] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
         else:
-            iris = reference.eyes[0, 2:]
-        gaze = ((iris[0:2] + iris[2:4]) / 2 - s.gaze_mean) / s.gaze_std
+            iris = reference.eyes[0, EYE_IRIS]
+        gaze = (mean_iris(iris) - s.gaze_mean) / s.gaze_std
         offset = emotion_offset(controls.emotion, basis, controls.emotion_strength)
         if self.relative_dynamics:
             # Offsets from the rest face: the data's typical talking face plus the emotion; none asked, none given.
@@ -216,33 +219,35 @@ class MotionStream:
         stop talking, but five minutes of talking videos hold few pauses and the model keeps the mouth as
         open as average speech (an opening of 0.22 instead of the rest 0.12 on the astronaut)."""
         controls, reference, stats = self.controls, self.reference, self.model.stats
-        delta = motion[:, :7].copy()
-        delta[:, :6] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
+        delta = motion[:, POSE].copy()
+        for part in (POSE_ANGLES, POSE_SHIFT):
+            delta[:, part] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
         # The mean head size is set by the distance control; the model adds natural variation around it.
         lean = delta[:, LOG_SCALE] - self._running_mean("scale", delta[:, LOG_SCALE : LOG_SCALE + 1])[:, 0]
         delta[:, LOG_SCALE] = -np.log(controls.distance) + controls.motion_scale * lean
-        eyes = motion[:, 7:13].copy()
+        eyes = motion[:, EYES].copy()
+        rest_open = reference.eyes[0, EYE_OPEN]
         # Openness is relative to the person's eye shape: rescale the data's typical openness to the portrait's.
-        eyes[:, OPENNESS.start - 7 : OPENNESS.stop - 7] *= reference.eyes[0, :2] / stats.openness_mean
+        eyes[:, EYE_OPEN] *= rest_open / stats.openness_mean
         if self.model.eye_calibration is not None:
             generated, real = (np.array(self.model.eye_calibration[k]) for k in ("model", "real"))
-            ratio = eyes[:, 0:2].mean(1) / reference.eyes[0, :2].mean()
+            ratio = eyes[:, EYE_OPEN].mean(1) / rest_open.mean()
             mapped = np.where(ratio < generated[-1], np.interp(ratio, generated, real), ratio)
-            eyes[:, 0:2] *= (mapped / np.maximum(ratio, 1e-6))[:, None]
+            eyes[:, EYE_OPEN] *= (mapped / np.maximum(ratio, 1e-6))[:, None]
         # The model starts from its context of a resting face with a dip of the eyes (0.2-0.5 of open in the first
         # frames for every seed): every video opened with half-shut eyes. They start as the portrait's instead.
         frame = self.frames_out + np.arange(len(eyes))
         hold, handover = self.OPEN_START_FRAMES
-        floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * reference.eyes[0, :2]
-        eyes[:, 0:2] = np.maximum(eyes[:, 0:2], floor)
+        floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * rest_open
+        eyes[:, EYE_OPEN] = np.maximum(eyes[:, EYE_OPEN], floor)
         self.frames_out += len(eyes)
-        gaze = eyes[:, GAZE.start - 7 :]
+        gaze = eyes[:, EYE_IRIS]
         if controls.gaze is not None:
             # Five minutes of data hold little gaze variety, so the conditioned model only leans towards a
             # requested gaze: set its mean and keep the model's saccades around it.
-            target = self.basis.eye_mean[2:] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
+            target = self.basis.eye_mean[EYE_IRIS] + np.tile(gaze_to_iris_offset(*controls.gaze), 2)
             gaze += target - self._running_mean("gaze", gaze)
-        eyes[:, GAZE.start - 7 :] = np.clip(gaze, -0.5, 0.5)
+        eyes[:, EYE_IRIS] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
         if self.model.relative_dynamics:
             dynamics = dynamics * (1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics), None])

@@ -10,27 +10,38 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-POSE = slice(0, 7)
-EYES = slice(7, 13)
-OPENNESS = slice(7, 9)
-GAZE = slice(9, 13)
-LOG_SCALE = 6
+from openvasa.face.latent import EYE_IRIS, EYE_OPEN, N_EYE, N_POSE, POSE_ANGLES, POSE_SCALE, POSE_SHIFT
+
+# The motion vector: a pose delta laid out as the latent's pose (openvasa.face.latent), the latent's eyes, dynamics.
+POSE = slice(0, N_POSE)
+EYES = slice(N_POSE, N_POSE + N_EYE)
+OPENNESS = slice(EYES.start + EYE_OPEN.start, EYES.start + EYE_OPEN.stop)
+GAZE = slice(EYES.start + EYE_IRIS.start, EYES.start + EYE_IRIS.stop)
+LOG_SCALE = POSE.start + POSE_SCALE
+N_FIXED = EYES.stop  # motion dimensions before the dynamics codes
 
 
 def dynamics_slice(motion_dim: int) -> slice:
-    return slice(13, motion_dim)
+    return slice(N_FIXED, motion_dim)
+
+
+def pose_delta(pose: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Pose relative to a reference pose, independent of the framing. pose: (T, 7), reference: (7,) -> (T, 7):
+    angle differences (rad), translation difference in reference eye distances, log scale ratio."""
+    delta = np.empty_like(pose, dtype=np.float64)
+    delta[:, POSE_ANGLES] = pose[:, POSE_ANGLES] - reference[POSE_ANGLES]
+    delta[:, POSE_SHIFT] = (pose[:, POSE_SHIFT] - reference[POSE_SHIFT]) / reference[POSE_SCALE]
+    delta[:, POSE_SCALE] = np.log(pose[:, POSE_SCALE] / reference[POSE_SCALE])
+    return delta
 
 
 def pose_from_delta(delta: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Inverse of openvasa.data.loader.pose_delta. delta: (T, 7), reference: (7,) -> (T, 7) pose."""
-    return np.concatenate(
-        [
-            reference[:3] + delta[:, :3],
-            reference[3:6] + delta[:, 3:6] * reference[6],
-            reference[6] * np.exp(delta[:, 6:7]),
-        ],
-        axis=1,
-    )
+    """The inverse of pose_delta. delta: (T, 7), reference: (7,) -> (T, 7) pose."""
+    pose = np.empty_like(delta, dtype=np.float64)
+    pose[:, POSE_ANGLES] = reference[POSE_ANGLES] + delta[:, POSE_ANGLES]
+    pose[:, POSE_SHIFT] = reference[POSE_SHIFT] + delta[:, POSE_SHIFT] * reference[POSE_SCALE]
+    pose[:, POSE_SCALE] = reference[POSE_SCALE] * np.exp(delta[:, POSE_SCALE])
+    return pose
 
 
 @dataclass
@@ -74,10 +85,14 @@ class MotionStats:
         return cls(**{k: (np.array(v, np.float64) if isinstance(v, list) else v) for k, v in d.items()})
 
 
+def mean_iris(iris: np.ndarray) -> np.ndarray:
+    """(..., 4) iris offsets (right x, y, left x, y) -> (..., 2) their mean over both eyes: where the gaze goes."""
+    return (iris[..., 0:2] + iris[..., 2:4]) / 2
+
+
 def _mean_gaze(motion: np.ndarray) -> np.ndarray:
     """(..., M) -> (..., 2): iris offset averaged over both eyes."""
-    gaze = motion[..., GAZE]
-    return (gaze[..., 0:2] + gaze[..., 2:4]) / 2
+    return mean_iris(motion[..., GAZE])
 
 
 @dataclass
@@ -96,7 +111,7 @@ def controls_from_motion(motion: torch.Tensor, stats: MotionStats) -> ControlSig
     mean = motion.mean(1)  # (N, M)
     k = dynamics_slice(motion.shape[-1])
     t = lambda a: torch.as_tensor(a, dtype=motion.dtype)  # noqa: E731
-    gaze = ((mean[:, GAZE][:, 0:2] + mean[:, GAZE][:, 2:4]) / 2 - t(stats.gaze_mean)) / t(stats.gaze_std)
+    gaze = (_mean_gaze(mean) - t(stats.gaze_mean)) / t(stats.gaze_std)
     distance = mean[:, LOG_SCALE : LOG_SCALE + 1] / stats.distance_std
     emotion = (mean[:, k] - t(stats.motion_mean[k])) / t(stats.emotion_std)
     return ControlSignals(gaze, distance, emotion)

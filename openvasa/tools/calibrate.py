@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from openvasa.eval.motion_quality import load_validation_clips
-from openvasa.face.latent import FaceBasis, Identity
+from openvasa.face.latent import EYE_OPEN, FaceBasis, Identity
 from openvasa.motion.generator import MotionGenerator
 from openvasa.units import FPS
 
@@ -24,7 +24,7 @@ PERCENTILES = np.array([0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50])
 
 
 def openness_ratio(eyes: np.ndarray, rest: float) -> np.ndarray:
-    return eyes[:, :2].mean(1) / rest
+    return eyes[:, EYE_OPEN].mean(1) / rest
 
 
 def eye_calibration(generator: MotionGenerator, index: Path, seeds: int = 2) -> dict[str, list[float]]:
@@ -32,7 +32,7 @@ def eye_calibration(generator: MotionGenerator, index: Path, seeds: int = 2) -> 
     basis = FaceBasis.load()
     generated, real = [], []
     for clip in load_validation_clips(index, split="train"):
-        rest = float(clip.reference.eyes[0, :2].mean())
+        rest = float(clip.reference.eyes[0, EYE_OPEN].mean())
         real.append(openness_ratio(clip.latent.eyes, rest))
         for seed in range(seeds):
             opening = Identity(clip.neutral, clip.reference).rest_opening(basis)

@@ -25,7 +25,7 @@ from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis
 from openvasa.motion.diffusion import NoiseSchedule, guided_denoiser, sample_dpmpp_2m, training_loss
 from openvasa.motion.dit import PRESETS, DiTConfig, MotionConditions, MotionDiT
-from openvasa.motion.signals import MotionStats, controls_from_motion, dynamics_slice, normalise
+from openvasa.motion.signals import N_FIXED, MotionStats, controls_from_motion, dynamics_slice, normalise
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def batch_conditions(batch: dict, stats: MotionStats, config: TrainConfig, gener
 def make_model(config: TrainConfig, motion_dim: int, audio_dim: int) -> MotionDiT:
     preset = PRESETS[config.preset]
     dit = DiTConfig(**{**asdict(preset), "motion_dim": motion_dim, "audio_dim": audio_dim,
-                       "window": config.window, "context": config.context, "emotion_dim": motion_dim - 13,
+                       "window": config.window, "context": config.context, "emotion_dim": motion_dim - N_FIXED,
                        "dropout": config.dropout})  # fmt: skip
     return MotionDiT(dit)
 
