@@ -12,7 +12,7 @@ import pytest
 from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis
-from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path, checkpoint_settings
+from openvasa.motion.checkpoint import MotionCheckpoint, checkpoint_features, checkpoint_path, checkpoint_settings
 from openvasa.motion.controls import MotionControls
 from openvasa.motion.dit import DiTConfig
 from openvasa.motion.generator import MotionGenerator, load_generator
@@ -118,9 +118,8 @@ def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, port
     assert (tmp_path / "run" / "last.pt").exists() and list((tmp_path / "run" / "logs").rglob("events*"))
     config.steps = 9  # resume: continues from step 6
     train_motion(config, tmp_path / "run")
-    import torch
 
-    assert torch.load(checkpoint, weights_only=False)["step"] == 9
+    assert MotionCheckpoint.load(checkpoint).step == 9
     latent = MotionGenerator(checkpoint).generate(speechlike[:32000], 25.0, portrait_reference, FaceBasis.load())
     assert len(latent) == 50
 
@@ -208,3 +207,29 @@ def test_motion_matches_the_golden_motion(speechlike, portrait_reference):
         scale = expected.std(0) + 1e-6
         print(f"{name}: largest difference {np.abs((got - expected) / scale).max():.2e} standard deviations")
         assert np.abs((got - expected) / scale).max() < 1e-3, name
+
+
+def test_checkpoints_load_safely_and_name_their_version(tmp_path):
+    """A checkpoint round-trips through save/load; one of another version, one holding an arbitrary object and a
+    file that is no checkpoint are refused with a clear error, not run or half-read."""
+    import torch
+
+    shipped = MotionCheckpoint.load()
+    copy = tmp_path / "copy.pt"
+    shipped.save(copy)
+    again = MotionCheckpoint.load(copy)
+    assert again.dit == shipped.dit and again.version == 1 and again.eye_calibration == shipped.eye_calibration
+    assert all(torch.equal(again.state_dict[k], v) for k, v in shipped.state_dict.items())
+
+    newer = tmp_path / "newer.pt"
+    torch.save({**torch.load(copy, weights_only=True), "version": 2}, newer)
+    with pytest.raises(OpenVasaError, match="version 2"):
+        MotionCheckpoint.load(newer)
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"dit": {}, "train": {}, "payload": OpenVasaError("an object")}, hostile)
+    with pytest.raises(OpenVasaError, match="not a motion checkpoint"):
+        MotionCheckpoint.load(hostile)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(OpenVasaError, match="not a motion checkpoint"):
+        MotionCheckpoint.load(text)

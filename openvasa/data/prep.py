@@ -20,8 +20,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -55,7 +53,7 @@ from openvasa.face.latent import (
     to_canonical,
 )
 from openvasa.face.track import FaceTracker, gaussian_smooth
-from openvasa.io.media import load_audio
+from openvasa.io.media import load_audio, write_atomic
 from openvasa.tools.fit_basis import identity_of_clip
 from openvasa.units import SAMPLE_RATE, from_pcm16, to_pcm16
 
@@ -159,22 +157,10 @@ def clip_identity(video: Path, sha256: str) -> tuple[str, str]:
     return identity, "val" if identity in split["validation_identities"] else "train"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the data from other users of a shared folder
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 # --- tracking and cutting ---------------------------------------------------------------------------------
@@ -487,7 +473,7 @@ def _features(frontend: AudioFrontend, pcm: np.ndarray, span: Span) -> np.ndarra
 
 def _finish(record: dict, out_dir: Path, started: float) -> dict:
     record["prep_s"] = round(time.monotonic() - started, 2)
-    _write_atomic(out_dir / "clips" / f"{Path(record['file']).stem}.json", json.dumps(record, indent=1).encode())
+    write_atomic(out_dir / "clips" / f"{Path(record['file']).stem}.json", json.dumps(record, indent=1).encode())
     return record
 
 
@@ -600,7 +586,7 @@ def write_index(out_dir: Path, config: PrepConfig, wanted_hash: str, basis: str)
         "clips": current,
         "other_config_clips": len(records) - len(current),
     }
-    _write_atomic(out_dir / "index.json", json.dumps(index, indent=1).encode())
+    write_atomic(out_dir / "index.json", json.dumps(index, indent=1).encode())
     return index
 
 
@@ -635,7 +621,7 @@ def write_report(out_dir: Path, index: dict, wall_seconds: float) -> Path:
         _plot_blinks(out_dir / "blinks.png", [c for c in clips if c["status"] == "ok"])
     lines += ["", "## Clips", ""] + _clip_table(clips)
     path = out_dir / "report.md"
-    _write_atomic(path, ("\n".join(lines) + "\n").encode())
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
     return path
 
 

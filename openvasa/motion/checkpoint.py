@@ -1,4 +1,4 @@
-"""Where motion checkpoints are, and what one says of itself without torch.
+"""Motion checkpoints: what one holds (MotionCheckpoint), where they are, and what one says of itself without torch.
 
 Importing torch takes about a second of Python work. Reading a checkpoint's settings first (its audio front-end,
 its context) lets a caller start the audio features, which leave Python's lock, while torch is imported.
@@ -7,6 +7,7 @@ its context) lets a caller start the audio features, which leave Python's lock, 
 import io
 import pickle
 import zipfile
+from dataclasses import MISSING, dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -14,9 +15,54 @@ import numpy as np
 
 from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
+from openvasa.io.media import write_atomic
 from openvasa.units import FPS
 
 CHECKPOINT_FILE = "motion_dit.pt"
+CHECKPOINT_VERSION = 1  # the layout below; a checkpoint without a version predates versions and is of version 1
+
+
+@dataclass
+class MotionCheckpoint:
+    """A trained motion model as it is saved. Loading builds nothing but tensors and plain data (torch's
+    `weights_only`), so a checkpoint cannot run code; one of another version is refused with a clear error."""
+
+    dit: dict  # openvasa.motion.dit.DiTConfig's fields
+    train: dict  # openvasa.tools.train_motion.TrainConfig's fields: the audio front-end, noise schedule, ...
+    stats: dict  # openvasa.motion.signals.MotionStats.to_dict()
+    state_dict: dict  # the weights (fp16 when shipped)
+    mouth_readout: list[float]  # dynamics -> mouth opening, for the training's lip loss and validation
+    step: int
+    eye_calibration: dict | None = None  # openvasa.tools.calibrate: generated -> real blink depth quantiles
+    version: int = CHECKPOINT_VERSION
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a reader never sees half a checkpoint."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, buffer)
+        write_atomic(Path(path), buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "MotionCheckpoint":
+        """The checkpoint at `path` (the shipped one by default)."""
+        import torch
+
+        path = checkpoint_path(path)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 (torch raises many kinds for a file that is not a checkpoint)
+            raise OpenVasaError(f"{path} is not a motion checkpoint: {e}") from e
+        version = payload.get("version", 1)
+        if version != CHECKPOINT_VERSION:
+            raise OpenVasaError(
+                f"{path} is a version {version} motion checkpoint; this openvasa reads version {CHECKPOINT_VERSION}"
+            )
+        if missing := {f.name for f in fields(cls) if f.default is MISSING} - payload.keys():
+            raise OpenVasaError(f"{path} is not a motion checkpoint: {', '.join(sorted(missing))} missing")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in known})
 
 
 def checkpoint_path(checkpoint: str | Path | None = None) -> Path:

@@ -18,7 +18,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
-from openvasa.motion.checkpoint import checkpoint_path, model_features
+from openvasa.motion.checkpoint import MotionCheckpoint, model_features
 from openvasa.motion.controls import MotionControls, emotion_offset
 from openvasa.motion.diffusion import (
     SAMPLERS,
@@ -49,21 +49,21 @@ class MotionGenerator:
     """A loaded motion checkpoint. generate() turns audio into a FaceLatent sequence for one portrait."""
 
     def __init__(self, checkpoint: str | Path | None = None) -> None:
-        payload = torch.load(checkpoint_path(checkpoint), map_location="cpu", weights_only=False)
-        self.config = DiTConfig(**payload["dit"])
+        saved = MotionCheckpoint.load(checkpoint)
+        self.config = DiTConfig(**saved.dit)
         self.model = MotionDiT(self.config)
-        self.model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+        self.model.load_state_dict({k: v.float() for k, v in saved.state_dict.items()})
         self.model.eval()
-        self.stats = MotionStats.from_dict(payload["stats"])
-        self.schedule = NoiseSchedule(**payload["train"]["schedule"])
-        self.frontend = get_frontend(payload["train"]["frontend"])
+        self.stats = MotionStats.from_dict(saved.stats)
+        self.schedule = NoiseSchedule(**saved.train["schedule"])
+        self.frontend = get_frontend(saved.train["frontend"])
         # Relative models generate dynamics as offsets from the portrait's own (rest) expression.
-        self.relative_dynamics = bool(payload["train"].get("relative_dynamics", False))
+        self.relative_dynamics = bool(saved.train.get("relative_dynamics", False))
         # Loudness (the energy front-end's first column) gates speech: in silence the face listens.
-        parts = payload["train"]["frontend"].split("+")
+        parts = saved.train["frontend"].split("+")
         self.loudness_column = -4 if parts[-1].startswith("energy") else None
         # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.tools.calibrate).
-        self.eye_calibration = payload.get("eye_calibration")
+        self.eye_calibration = saved.eye_calibration
 
     def rest_motion(self, reference: FaceLatent) -> np.ndarray:
         """(M,) the motion vector of the portrait as it is: no pose change, its eyes, its expression."""

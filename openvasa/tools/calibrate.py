@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from openvasa.eval.motion_quality import load_validation_clips
 from openvasa.face.latent import EYE_OPEN, FaceBasis, Identity
+from openvasa.motion.checkpoint import MotionCheckpoint
 from openvasa.motion.generator import MotionGenerator
 from openvasa.units import FPS
 
@@ -47,12 +47,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--index", type=Path, default=Path("out/prep/index.json"))
     args = parser.parse_args()
-    payload = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    payload.pop("eye_calibration", None)
-    torch.save(payload, args.checkpoint)  # calibrate the uncalibrated model
+    saved = MotionCheckpoint.load(args.checkpoint)
+    saved.eye_calibration = None
+    saved.save(args.checkpoint)  # calibrate the uncalibrated model
     calibration = eye_calibration(MotionGenerator(args.checkpoint), args.index)
-    payload["eye_calibration"] = calibration
-    torch.save(payload, args.checkpoint)
+    saved.eye_calibration = calibration
+    saved.save(args.checkpoint)
     for p, m, r in zip(PERCENTILES, calibration["model"], calibration["real"], strict=True):
         print(f"{p:5.2f}%  generated {m:.3f}  real {r:.3f}")
 

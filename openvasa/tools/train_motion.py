@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from openvasa.data.loader import MotionWindows, WindowConfig
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis
+from openvasa.motion.checkpoint import MotionCheckpoint
 from openvasa.motion.diffusion import NoiseSchedule, guided_denoiser, sample_dpmpp_2m, training_loss
 from openvasa.motion.dit import PRESETS, DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.signals import N_FIXED, MotionStats, controls_from_motion, dynamics_slice, normalise
@@ -173,17 +174,17 @@ def validate(model: MotionDiT, stats: MotionStats, readout: np.ndarray, config: 
     }
 
 
-def checkpoint_payload(model: MotionDiT, config: TrainConfig, stats: MotionStats, readout: np.ndarray,
-                       step: int) -> dict:  # fmt: skip
+def shippable(model: MotionDiT, config: TrainConfig, stats: MotionStats, readout: np.ndarray,
+              step: int) -> MotionCheckpoint:  # fmt: skip
     """What generation needs, weights in fp16 (small enough to ship in the repo)."""
-    return {
-        "dit": model.config.to_dict(),
-        "train": {**asdict(config), "schedule": asdict(config.schedule)},
-        "stats": stats.to_dict(),
-        "mouth_readout": readout.tolist(),
-        "step": step,
-        "state_dict": {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()},
-    }
+    return MotionCheckpoint(
+        dit=model.config.to_dict(),
+        train={**asdict(config), "schedule": asdict(config.schedule)},
+        stats=stats.to_dict(),
+        state_dict={k: v.detach().to(torch.float16) for k, v in model.state_dict().items()},
+        mouth_readout=readout.tolist(),
+        step=step,
+    )
 
 
 def train_motion(config: TrainConfig, out_dir: Path) -> Path:
@@ -203,7 +204,7 @@ def train_motion(config: TrainConfig, out_dir: Path) -> Path:
     step = 0
     resume = out_dir / "last.pt"
     if resume.exists():
-        state = torch.load(resume, map_location="cpu", weights_only=False)
+        state = torch.load(resume, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
@@ -253,7 +254,7 @@ def train_motion(config: TrainConfig, out_dir: Path) -> Path:
             )
         if accelerator.is_main_process and (step % config.save_every == 0 or last):
             plain = accelerator.unwrap_model(model)
-            torch.save(checkpoint_payload(plain, config, stats, readout, step), shipped)
+            shippable(plain, config, stats, readout, step).save(shipped)
             torch.save(
                 {
                     "model": plain.state_dict(),
