@@ -11,31 +11,13 @@ import tempfile
 from pathlib import Path
 
 from openvasa.errors import OpenVasaError
-from openvasa.motion.controls import EMOTIONS, MOTION_MODELS, MotionControls
+from openvasa.motion.controls import CONTROL_HELP, MOTION_MODELS, MotionControls
+from openvasa.motion.settings import SETTING_HELP, GenerationSettings
 
 DEMO_TEXT = (
     "Hello! I am a talking portrait made by open vasa. I run in real time on an ordinary laptop, "
     "and all I need is one picture and your voice."
 )
-
-
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        yaw, pitch = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YAW,PITCH in degrees, e.g. 10,-5; got {text!r}") from None
-    return yaw, pitch
-
-
-def _emotion(text: str) -> str | list[float]:
-    if text in EMOTIONS:
-        return text
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"emotion must be one of {', '.join(EMOTIONS)} or a comma-separated vector"
-        ) from None
 
 
 FRAMINGS = ("auto", "wide")  # openvasa.face.detect.FRAMINGS (not imported here: --help stays light)
@@ -54,13 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True, type=Path, help="portrait image (jpg/png/webp...)")
     gen.add_argument("--audio", required=True, type=Path, help="speech: wav/mp3/flac/m4a/ogg, any rate or channels")
     gen.add_argument("-o", "--output", required=True, type=Path, help="output mp4 (512x512, H.264 + AAC)")
-    gen.add_argument("--gaze", type=_pair, help="gaze direction YAW,PITCH in degrees (+yaw: image right, +pitch: up)")
-    gen.add_argument(
-        "--distance", type=float, default=1.0, help="head distance relative to the portrait (1.2 = 20%% farther)"
-    )
-    gen.add_argument("--emotion", type=_emotion, help=f"{', '.join(EMOTIONS)} or a raw dynamics-offset vector")
-    gen.add_argument("--emotion-strength", type=float, default=1.0, help="scale of the emotion offset (default 1)")
-    gen.add_argument("--motion-scale", type=float, default=1.0, help="amount of head motion (0 = still head)")
+    for name, text in CONTROL_HELP.items():  # read together by MotionControls.from_text
+        gen.add_argument(f"--{name.replace('_', '-')}", help=text.replace("%", "%%"))
     gen.add_argument("--seed", type=int, default=0, help="random seed of the motion (blinks, head sway)")
     gen.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     gen.add_argument("--face-index", type=int, help="which face when the image has several (0 = largest)")
@@ -71,10 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="dit",
         help="dit: the trained motion diffusion transformer (default); baseline: hand-built audio-driven motion",
     )
-    gen.add_argument("--steps", type=int, default=10, help="diffusion sampling steps (default 10; 50 is slower)")
-    gen.add_argument(
-        "--cfg-audio", type=float, default=0.35, help="classifier-free guidance on the audio (default 0.35; 0 = off)"
-    )
+    for name, (kind, text) in SETTING_HELP.items():  # read together into GenerationSettings
+        gen.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text.replace("%", "%%"))
 
     ree = sub.add_parser("reenact", help="drive a portrait with the motion of a real talking video")
     ree.add_argument("--image", required=True, type=Path, help="portrait image")
@@ -182,16 +157,8 @@ def run(args: argparse.Namespace) -> Path:
         return args.out / "results.md"
 
     if args.command == "generate":
-        controls = MotionControls(
-            gaze=args.gaze,
-            distance=args.distance,
-            emotion=args.emotion,
-            emotion_strength=args.emotion_strength,
-            motion_scale=args.motion_scale,
-        )
-        from openvasa.motion.settings import GenerationSettings
-
-        settings = GenerationSettings(steps=args.steps, cfg_audio=args.cfg_audio)
+        controls = MotionControls.from_text(vars(args))
+        settings = GenerationSettings(**{k: getattr(args, k) for k in SETTING_HELP if getattr(args, k) is not None})
         return pipeline.generate(
             args.image,
             args.audio,

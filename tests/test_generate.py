@@ -122,3 +122,23 @@ def test_threaded_rendering_keeps_order_errors_and_stops(astronaut_portrait, cod
     next(frames)
     frames.close()
     assert len(drawn) < 20
+
+
+def test_controls_are_read_from_text_in_one_place():
+    """The CLI's flags and the server's fields are read by MotionControls.from_text: every control by its name,
+    empty fields keep the defaults, and an unreadable value names its field."""
+    from openvasa.cli import build_parser
+    from openvasa.motion.controls import CONTROL_HELP, MotionControls
+
+    controls = MotionControls.from_text(
+        {"gaze": "10,-5", "distance": "1.2", "emotion": "happy", "emotion_strength": "0.5", "motion_scale": ""}
+    )
+    assert controls == MotionControls(gaze=(10.0, -5.0), distance=1.2, emotion="happy", emotion_strength=0.5)
+    assert MotionControls.from_text({}) == MotionControls()
+    for name, bad in (("gaze", "left"), ("distance", "far"), ("motion_scale", "-1")):
+        with pytest.raises(OpenVasaError, match=name):
+            MotionControls.from_text({name: bad})
+    flags = build_parser().parse_args(
+        ["generate", "--image", "a", "--audio", "b", "-o", "c", "--emotion-strength", "2"]
+    )
+    assert set(CONTROL_HELP) <= set(vars(flags)) and MotionControls.from_text(vars(flags)).emotion_strength == 2.0

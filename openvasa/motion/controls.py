@@ -7,7 +7,8 @@ presets always match the shipped basis.
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -17,6 +18,15 @@ from openvasa.face.latent import FaceBasis
 
 EMOTIONS = ("neutral", "happy", "sad", "surprised", "angry")
 MOTION_MODELS = ("dit", "baseline")  # the learned model (openvasa.motion.generator), the hand-built one (baseline)
+# Each control as a user types it: the CLI's flags, the server's form and query fields and the web page's sliders
+# are all read with MotionControls.from_text, so a new control is added in the dataclass and here only.
+CONTROL_HELP = {
+    "gaze": "gaze direction YAW,PITCH in degrees (+yaw: image right, +pitch: up; default: the portrait's own)",
+    "distance": "head distance relative to the portrait (1.2 = 20% farther; default 1)",
+    "emotion": f"{', '.join(EMOTIONS)} or a raw comma-separated dynamics offset (default: the portrait's own)",
+    "emotion_strength": "scale of the emotion offset (default 1)",
+    "motion_scale": "amount of head motion (0 = a still head; default 1)",
+}
 
 _RIGHT_BROW = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
 _LEFT_BROW = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
@@ -101,6 +111,26 @@ class MotionControls:
             raise OpenVasaError(f"emotion_strength must be a finite number, got {self.emotion_strength}")
         if self.gaze is not None and (len(self.gaze) != 2 or not all(math.isfinite(g) for g in self.gaze)):
             raise OpenVasaError(f"gaze must be two finite angles (yaw, pitch) in degrees, got {self.gaze}")
+
+    @classmethod
+    def from_text(cls, values: Mapping[str, object]) -> "MotionControls":
+        """Controls from text fields named as this dataclass's (CLI flags, form and query fields); a missing or
+        empty field keeps its default. An unreadable one is an OpenVasaError that names it."""
+        given = {}
+        for field in fields(cls):
+            text = str(values.get(field.name) or "").strip()
+            if not text:
+                continue
+            try:
+                if field.name == "gaze":
+                    given["gaze"] = tuple(float(v) for v in text.split(","))
+                elif field.name == "emotion":
+                    given["emotion"] = text if text in EMOTIONS else np.array([float(v) for v in text.split(",")])
+                else:
+                    given[field.name] = float(text)
+            except ValueError:
+                raise OpenVasaError(f"{field.name}: cannot read {text!r}; {CONTROL_HELP[field.name]}") from None
+        return cls(**given)
 
 
 def _spread(move: _Move, mean: np.ndarray) -> np.ndarray:

@@ -19,3 +19,10 @@ class GenerationSettings:
     # A TorchScript-traced sampler: the same numbers, 2.4x faster per window and free of the GIL once traced,
     # but tracing takes seconds up front (more with many steps), so only live sessions use it.
     compiled: bool = False
+
+
+# The settings a user may set from the command line: (type, help); the defaults are the dataclass's.
+SETTING_HELP = {
+    "steps": (int, f"diffusion sampling steps (default {GenerationSettings.steps}; 50 is slower)"),
+    "cfg_audio": (float, f"classifier-free guidance on the audio (default {GenerationSettings.cfg_audio}; 0 = off)"),
+}

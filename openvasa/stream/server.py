@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse
 
 from openvasa.errors import OpenVasaError
@@ -88,21 +88,12 @@ class ServerState:
 
 
 def parse_controls(params: dict[str, str]) -> MotionControls:
-    """MotionControls from query or form fields (gaze "x,y" in degrees, distance, emotion, motion_scale)."""
+    """MotionControls from query or form fields (MotionControls.from_text); emotions by name only."""
+    if params.get("emotion") and params["emotion"] not in EMOTIONS:
+        raise HTTPException(400, f"emotion must be one of {', '.join(EMOTIONS)}")
     try:
-        gaze = tuple(float(v) for v in params["gaze"].split(",")) if params.get("gaze") else None
-        if gaze is not None and len(gaze) != 2:
-            raise ValueError("gaze takes two numbers: x,y")
-        emotion = params.get("emotion") or None
-        if emotion is not None and emotion not in EMOTIONS:
-            raise ValueError(f"emotion must be one of {', '.join(EMOTIONS)}")
-        return MotionControls(
-            gaze=gaze,
-            distance=float(params.get("distance") or 1.0),
-            emotion=emotion,
-            motion_scale=float(params.get("motion_scale") or 1.0),
-        )
-    except (ValueError, OpenVasaError) as e:
+        return MotionControls.from_text(params)
+    except OpenVasaError as e:
         raise HTTPException(400, str(e)) from e
 
 
@@ -221,15 +212,13 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
         return {"id": portrait_id}
 
     @app.post("/api/generate")
-    async def generate_offline(audio: UploadFile = File(...), portrait: str = Form("astronaut"),  # noqa: B008
-                               gaze: str = Form(""), distance: str = Form(""), emotion: str = Form(""),
-                               motion_scale: str = Form("")) -> dict:  # fmt: skip
+    async def generate_offline(request: Request, audio: UploadFile = File(...),  # noqa: B008
+                               portrait: str = Form("astronaut")) -> dict:  # fmt: skip
         data = await audio.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"audio up to {MAX_UPLOAD_BYTES // 2**20} MB")
-        controls = parse_controls(
-            {"gaze": gaze, "distance": distance, "emotion": emotion, "motion_scale": motion_scale}
-        )
+        form = await request.form()  # every control by its name (MotionControls.from_text)
+        controls = parse_controls({key: value for key, value in form.items() if isinstance(value, str)})
         chosen = state.portrait(portrait)
         job = Job(uuid.uuid4().hex[:12])
         state.jobs[job.id] = job
