@@ -118,3 +118,19 @@ def test_eval_command_writes_table_and_plots(tmp_path: Path) -> None:
     assert rows["model (2 steps)"]["mouth_r"] > rows["still"]["mouth_r"]
     assert "| model (2 steps) |" in (out / "results.md").read_text()
     assert results["frames"] == 150
+
+
+def test_someone_elses_clips_are_evaluated_by_default(tmp_path: Path) -> None:
+    """`openvasa eval --videos DIR` on clips of people the model never saw evaluates them without --split; a clip of
+    a person it was trained on is left out."""
+    from openvasa.eval.suite import eval_clips
+    from openvasa.io.media import read_video, write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = read_video(shared_file("videos/sadtalker_WDA_KatieHill_000.mp4"), max_frames=60)
+    write_video(videos / "my_own_speaker.mp4", clip.frames, clip.fps, clip.audio)  # unknown to MANIFEST and split
+    (videos / "obama.mp4").symlink_to(shared_file("videos/styletalk_Obama_clip1.mp4"))  # a training person
+    names = [c.name for c in eval_clips(EvalConfig(videos, tmp_path / "eval", max_seconds=2.0))]
+    assert any(name.startswith("my_own_speaker") for name in names), names
+    assert not any("Obama" in name or "obama" in name for name in names), names

@@ -157,6 +157,11 @@ def clip_identity(video: Path, sha256: str) -> tuple[str, str]:
     return identity, "val" if identity in split["validation_identities"] else "train"
 
 
+def trained_identities() -> set[str]:
+    """The people the shipped models were trained on (split.json's training clips): everyone else is unseen."""
+    return {clip["identity"] for clip in json.loads(SPLIT_FILE.read_text())["clips"] if clip["split"] == "train"}
+
+
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

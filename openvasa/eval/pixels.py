@@ -164,7 +164,7 @@ def score_clip(real: list[np.ndarray], audio: np.ndarray) -> tuple[PixelScores, 
 def evaluate(videos: Path, out: Path, max_seconds: float | None = 10.0, prep: Path | None = None) -> dict:
     """Score every validation clip; write results.json, results.md and contact_sheet.png to `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    config = EvalConfig(videos=videos, out=out, prep=prep, max_seconds=max_seconds)
+    config = EvalConfig(videos=videos, out=out, prep=prep, split="val", max_seconds=max_seconds)
     results, rows = {}, []
     for clip in eval_clips(config):
         real = list(frames_at(clip.video, clip.start_s + np.arange(clip.frames) / FPS))

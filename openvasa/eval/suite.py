@@ -18,7 +18,7 @@ import numpy as np
 
 from openvasa.audio.frontends import get_frontend
 from openvasa.data.loader import split_shards
-from openvasa.data.prep import PrepConfig, prep_videos, timed_frames
+from openvasa.data.prep import PrepConfig, prep_videos, timed_frames, trained_identities
 from openvasa.errors import OpenVasaError
 from openvasa.eval import metrics as m
 from openvasa.eval.sync import Judge, lip_features, load_judge, sync_scores
@@ -35,6 +35,9 @@ from openvasa.units import FPS, SAMPLE_RATE, from_pcm16
 log = logging.getLogger(__name__)
 
 REAL, STILL, BASELINE = "real", "still", "baseline"
+# Which clips to evaluate. unseen: of people the shipped models were not trained on (the validation people, and
+# anyone in someone else's clips); val: of the validation people only (the tables in README); all: every clip.
+SPLITS = ("unseen", "val", "all")
 SYNC_MAX_OFFSET = 15  # frames (0.6 s) each way, as SyncNet's evaluation
 
 
@@ -43,7 +46,7 @@ class EvalConfig:
     videos: Path
     out: Path
     prep: Path | None = None  # prep output (resumable); default out/prep
-    split: str = "val"  # "val": clips of the validation people only; "all": every clip
+    split: str = "unseen"  # one of SPLITS
     steps: tuple[int, ...] = (10, 50)  # the learned model at each number of sampling steps
     seed: int = 0
     max_clips: int | None = None
@@ -83,7 +86,12 @@ def eval_clips(config: EvalConfig) -> list[Clip]:
     prep_dir = config.prep or config.out / "prep"
     report = prep_videos(config.videos, prep_dir, PrepConfig(audio_frontends=("energy",)), progress=False)
     clips = []
-    for shard, z in split_shards(report.index_path, None if config.split == "all" else "val"):
+    if config.split not in SPLITS:
+        raise OpenVasaError(f"unknown split {config.split!r}; choose from {', '.join(SPLITS)}")
+    seen = trained_identities() if config.split == "unseen" else set()
+    for shard, z in split_shards(report.index_path, "val" if config.split == "val" else None):
+        if shard["identity"] in seen:
+            continue
         audio = from_pcm16(z["audio"])
         frames = shard["T"] if config.max_seconds is None else min(shard["T"], int(config.max_seconds * FPS))
         audio = audio[: int(frames / FPS * SAMPLE_RATE)]
