@@ -82,7 +82,17 @@ def model_name(steps: int) -> str:
 
 
 def eval_clips(config: EvalConfig) -> list[Clip]:
-    """Prepare (or reuse) the clips and pick those of the split."""
+    """Prepare (or reuse) the clips, pick those of the split and cut them to config.max_clips and max_seconds."""
+    return [_cut(clip, config.max_seconds) for clip in _whole_clips(config)[: config.max_clips]]
+
+
+def _cut(clip: Clip, max_seconds: float | None) -> Clip:
+    frames = clip.frames if max_seconds is None else min(clip.frames, int(max_seconds * FPS))
+    return Clip(clip.name, clip.video, clip.start_s, clip.audio[: int(frames / FPS * SAMPLE_RATE)], frames)
+
+
+def _whole_clips(config: EvalConfig) -> list[Clip]:
+    """Every clip of the split, whole: data prep runs (or is reused) once per evaluation."""
     prep_dir = config.prep or config.out / "prep"
     report = prep_videos(config.videos, prep_dir, PrepConfig(audio_frontends=("energy",)), progress=False)
     clips = []
@@ -92,13 +102,11 @@ def eval_clips(config: EvalConfig) -> list[Clip]:
     for shard, z in split_shards(report.index_path, "val" if config.split == "val" else None):
         if shard["identity"] in seen:
             continue
-        audio = from_pcm16(z["audio"])
-        frames = shard["T"] if config.max_seconds is None else min(shard["T"], int(config.max_seconds * FPS))
-        audio = audio[: int(frames / FPS * SAMPLE_RATE)]
-        clips.append(Clip(Path(shard["file"]).stem, config.videos / shard["clip"], shard["start_s"], audio, frames))
+        audio = from_pcm16(z["audio"])[: int(shard["T"] / FPS * SAMPLE_RATE)]
+        clips.append(Clip(Path(shard["file"]).stem, config.videos / shard["clip"], shard["start_s"], audio, shard["T"]))
     if not clips:
         raise OpenVasaError(f"no {config.split} clips in {config.videos}")
-    return clips[: config.max_clips]
+    return clips
 
 
 def frames_at(path: Path, times: np.ndarray) -> Iterator[np.ndarray]:
@@ -213,7 +221,9 @@ def evaluate(config: EvalConfig) -> dict:
     features: dict[str, list[np.ndarray]] = {}
     mouths: dict[str, dict[str, list[float]]] = {}
     timer = Timings()
-    for clip in eval_clips(config):
+    whole = _whole_clips(config)
+    clips = [_cut(clip, config.max_seconds) for clip in whole[: config.max_clips]]
+    for clip in clips:
         log.info("clip %s (%d frames)", clip.name, clip.frames)
         times = clip.start_s + np.arange(clip.frames) / FPS
         with timer.stage("face analysis", REAL, frames=0):
@@ -253,13 +263,13 @@ def evaluate(config: EvalConfig) -> dict:
     for method in methods:
         summary[method]["motion_fd"] = m.frechet_distance(np.concatenate(features[method]), real_features)
         summary[method]["pose_variation_ratio"] = summary[method]["pose_variation"] / summary[REAL]["pose_variation"]
-    frames_total = sum(c.frames for c in eval_clips(config))
+    frames_total = sum(c.frames for c in clips)
     results = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "clips": per_clip,
         "methods": summary,
         "speed": timer.table(),
-        "drift": drift_check(config, codec) if config.drift_seconds > 0 else {},
+        "drift": drift_check(whole, config, codec) if config.drift_seconds > 0 else {},
         "frames": frames_total,
         "audio_seconds": frames_total / FPS,
     }
@@ -320,10 +330,9 @@ class Timings:
         }
 
 
-def drift_check(config: EvalConfig, codec: FaceLatentCodec) -> dict:
-    """A long generation (the validation audio repeated to `drift_seconds`) from the first clip's portrait,
+def drift_check(clips: list[Clip], config: EvalConfig, codec: FaceLatentCodec) -> dict:
+    """A long generation (the clips' whole audio repeated to `drift_seconds`) from the first clip's portrait,
     rendered and re-detected: the first and last 20 s must look alike."""
-    clips = eval_clips(EvalConfig(**{**asdict(config), "max_seconds": None, "max_clips": None}))
     audio = np.concatenate([c.audio for c in clips])
     audio = np.tile(audio, int(np.ceil(config.drift_seconds * SAMPLE_RATE / len(audio))))[
         : int(config.drift_seconds * SAMPLE_RATE)
