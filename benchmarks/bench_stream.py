@@ -30,8 +30,8 @@ import skimage.data
 from openvasa.io.media import load_audio
 from openvasa.pipeline import prepare_portrait
 from openvasa.render.speed import cpu_name, remap_seconds
+from openvasa.stream.connection import frame_message
 from openvasa.stream.realtime import LiveSession
-from openvasa.stream.server import frame_message
 from openvasa.stream.session import StreamFrame, TalkingSession
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "mimictalk_German_20s.mp4"

@@ -18,8 +18,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from openvasa.io.media import load_audio, probe_duration
+from openvasa.stream.capacity import session_cost, sessions_that_fit
 from openvasa.stream.realtime import ManualClock
-from openvasa.stream.server import create_app, session_cost, sessions_that_fit
+from openvasa.stream.server import create_app
 from tests.conftest import shared_file
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"

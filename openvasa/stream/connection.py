@@ -1,0 +1,145 @@
+"""One live WebSocket connection of the server: the protocol of openvasa.stream.server, from the first message to
+the close. Audio chunks go to a LiveSession; its frames come back as binary messages, with speech events and
+stats as text."""
+
+import asyncio
+import json
+import logging
+import struct
+import uuid
+
+import cv2
+import numpy as np
+from fastapi import HTTPException, WebSocket, WebSocketDisconnect
+
+from openvasa.errors import OpenVasaError
+from openvasa.stream.realtime import Clock, LiveSession
+from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession
+from openvasa.stream.state import ServerState, parse_controls
+from openvasa.units import FPS, SAMPLE_RATE, to_pcm16
+
+log = logging.getLogger(__name__)
+
+OUTGOING_FRAMES = 25  # frames queued per client (1 s); beyond that pictures are dropped, audio kept
+JPEG_QUALITY = 80
+STATS_EVERY_S = 1.0
+LATENCIES = ("normal", "low")
+
+
+def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) -> bytes:
+    pcm = to_pcm16(rate_audio).tobytes()
+    jpeg = b""
+    if with_image:
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
+        jpeg = buf.tobytes() if ok else b""
+    return b"F" + struct.pack("<II", frame.index, len(pcm)) + pcm + jpeg
+
+
+class LiveConnection:
+    """A client's live session over `ws`, from its accepted socket to its close (`serve`)."""
+
+    def __init__(self, ws: WebSocket, state: ServerState, clock: Clock) -> None:
+        self.ws, self.state, self.clock = ws, state, clock
+        self.outgoing: asyncio.Queue = asyncio.Queue()
+        self.dropped = 0  # pictures dropped because this client read too slowly
+        self.session_id = uuid.uuid4().hex[:8]
+
+    async def serve(self, portrait_id: str) -> None:
+        with self.state.lock:
+            full = len(self.state.live) >= self.state.max_sessions
+        if full:
+            await self.ws.close(code=1013, reason=f"all {self.state.max_sessions} sessions are busy; try again later")
+            return
+        try:
+            session, rate = await self._open(portrait_id)
+        except HTTPException as e:
+            await self.ws.close(code=1008, reason=str(e.detail)[:120])
+            return
+        except (ValueError, OpenVasaError) as e:
+            await self.ws.close(code=1008, reason=str(e)[:120])
+            return
+        loop = asyncio.get_running_loop()
+        live = LiveSession(
+            session,
+            lambda frame: loop.call_soon_threadsafe(self.outgoing.put_nowait, self._message(frame)),
+            on_event=lambda kind, t: loop.call_soon_threadsafe(
+                self.outgoing.put_nowait, json.dumps({"type": kind, "t": round(t, 3)})
+            ),  # the client started or stopped speaking
+            clock=self.clock,
+        ).start()
+        self.state.live[self.session_id] = live
+        sender, reporter = asyncio.create_task(self._send()), asyncio.create_task(self._report(live))
+        try:
+            await self._receive(live, rate)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            reporter.cancel()
+            live.close()
+            self.state.live.pop(self.session_id, None)
+            if live.error is not None:
+                log.error("session %s ended with %s", self.session_id, live.error)
+            try:
+                await self.ws.close()
+            except RuntimeError:
+                pass  # already closed by the client
+
+    async def _open(self, portrait_id: str) -> tuple[TalkingSession, int]:
+        """Read the controls from the query and the start message: the session and the client's sample rate."""
+        params = self.ws.query_params
+        controls = parse_controls(dict(params))
+        portrait = await asyncio.to_thread(self.state.portrait, portrait_id)
+        start = json.loads(await self.ws.receive_text())
+        rate = int(start.get("sample_rate", SAMPLE_RATE))
+        if start.get("type") != "start" or rate not in SUPPORTED_RATES:
+            raise HTTPException(400, f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
+        latency = params.get("latency", "normal")
+        if latency not in LATENCIES:
+            raise HTTPException(400, f"latency must be one of {', '.join(LATENCIES)}")
+        session = await asyncio.to_thread(
+            TalkingSession, portrait, controls, int(params.get("seed", 0)), self.state.steps, None, rate,
+            latency == "low",
+        )  # fmt: skip
+        return session, rate
+
+    def _message(self, frame: StreamFrame) -> bytes:
+        """A frame as sent (on the session's thread): its picture dropped when this client reads too slowly, or when
+        the session skipped it (the client keeps showing the last one); its audio always kept."""
+        slow = self.outgoing.qsize() >= OUTGOING_FRAMES
+        if slow:
+            self.state.dropped_frames += 1
+            self.dropped += 1
+        return frame_message(frame, frame.audio, with_image=not (slow or frame.skipped))
+
+    async def _send(self) -> None:
+        await self.ws.send_text(json.dumps({"type": "ready", "fps": int(FPS), "session": self.session_id}))
+        while True:
+            message = await self.outgoing.get()
+            if isinstance(message, str):
+                await self.ws.send_text(message)
+            else:
+                await self.ws.send_bytes(message)
+
+    async def _report(self, live: LiveSession) -> None:
+        """What the page shows while the session runs."""
+        while True:
+            await asyncio.sleep(STATS_EVERY_S)
+            stats = {k: round(v, 1) for k, v in live.stats.summary().items()}
+            self.outgoing.put_nowait(json.dumps({"type": "stats", **stats, "dropped_pictures": self.dropped}))
+
+    async def _receive(self, live: LiveSession, rate: int) -> None:
+        while live.running:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                live.push_audio(np.frombuffer(message["bytes"], "<i2"), rate)
+            elif message.get("text") is not None:
+                kind = json.loads(message["text"]).get("type")
+                if kind == "interrupt":
+                    live.interrupt()
+                elif kind == "stop":
+                    return
