@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> Path:
     from openvasa import pipeline
 
     if args.command == "prep":
-        from openvasa.data.prep import PrepConfig, prep_videos
+        from openvasa.data.config import PrepConfig
+        from openvasa.data.prep import prep_videos
 
         config = PrepConfig(fps=args.fps, audio_frontends=tuple(args.frontends.split(",")))
         report = prep_videos(args.videos, args.out, config, args.workers, args.worker_index, args.worker_count)

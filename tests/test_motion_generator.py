@@ -88,7 +88,7 @@ def write_fake_shards(root, frontend: str = "energy") -> str:
     """Two tiny shards (train, val) with random but smooth motion, in the prep format."""
     rng = np.random.default_rng(0)
     basis = FaceBasis.load()
-    from openvasa.data.prep import basis_fingerprint
+    from openvasa.data.config import basis_fingerprint
 
     shards = []
     (root / "shards").mkdir()

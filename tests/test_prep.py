@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from openvasa.data.clips import SPLIT_FILE, file_sha256
+from openvasa.data.config import PrepConfig
 from openvasa.data.loader import MotionWindows, WindowConfig
-from openvasa.data.prep import SPLIT_FILE, PrepConfig, Span, file_sha256, prep_videos
+from openvasa.data.prep import prep_videos
+from openvasa.data.shards import Span
 from openvasa.io.media import write_video
 from openvasa.motion.baseline import MouthModel
 from openvasa.units import SAMPLE_RATE

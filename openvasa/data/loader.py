@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from openvasa.audio.frontends import frontend_parts
-from openvasa.data.prep import basis_fingerprint
+from openvasa.data.config import basis_fingerprint
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FRAME_SIZE
 from openvasa.face.latent import N_EYE, POSE_SCALE, POSE_SHIFT, FaceBasis, FaceLatent, mirror_latent

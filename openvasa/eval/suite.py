@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.frontends import get_frontend
+from openvasa.data.clips import trained_identities
+from openvasa.data.config import PrepConfig
 from openvasa.data.loader import split_shards
-from openvasa.data.prep import PrepConfig, prep_videos, timed_frames, trained_identities
+from openvasa.data.prep import prep_videos
+from openvasa.data.tracking import timed_frames
 from openvasa.errors import OpenVasaError
 from openvasa.eval import metrics as m
 from openvasa.eval.sync import Judge, lip_features, load_judge, sync_scores
