@@ -58,8 +58,10 @@ def main() -> None:
         start = time.perf_counter()
         generate(skimage.data.astronaut(), audio, Path(tmp) / "bench.mp4")
         elapsed = time.perf_counter() - start
-    print(f"end to end generate (analysis + features + motion + render + encode): RTF {elapsed / args.seconds:.2f} "
-          f"({args.seconds / elapsed:.2f}x real time)")  # fmt: skip
+    print(
+        f"end to end generate (analysis + features + motion + render + encode): RTF {elapsed / args.seconds:.2f} "
+        f"({args.seconds / elapsed:.2f}x real time)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,12 @@ class Portrait:
     renderer: PortraitRenderer
 
 
-def prepare_portrait(image: np.ndarray | str | Path, face_index: int | None = None,
-                     codec: FaceLatentCodec | None = None, framing: str = "auto") -> Portrait:  # fmt: skip
+def prepare_portrait(
+    image: np.ndarray | str | Path,
+    face_index: int | None = None,
+    codec: FaceLatentCodec | None = None,
+    framing: str = "auto",
+) -> Portrait:
     """Find, frame and analyse the face of a portrait (array RGB uint8 or image path). framing: "auto" (as wide as
     the picture allows, every pixel from it) or "wide" (head and shoulders, what the picture lacks filled in)."""
     pixels = load_image(image) if isinstance(image, str | Path) else image
@@ -68,8 +72,9 @@ def prepare_portrait(image: np.ndarray | str | Path, face_index: int | None = No
     return Portrait(crop, codec.identity_of(crop.landmarks), PortraitRenderer(crop))
 
 
-def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCodec,
-                   threads: int = RENDER_THREADS) -> Iterator[np.ndarray]:  # fmt: skip
+def render_latents(
+    portrait: Portrait, latent: FaceLatent, codec: FaceLatentCodec, threads: int = RENDER_THREADS
+) -> Iterator[np.ndarray]:
     """Yield one RGB frame per latent frame, in order, drawn on `threads` threads a few frames ahead. An error
     while drawing is raised here; a consumer that stops early leaves at most RENDER_AHEAD frames drawn for
     nothing."""
@@ -99,11 +104,21 @@ def render_latents(portrait: Portrait, latent: FaceLatent, codec: FaceLatentCode
             cv2.setNumThreads(opencv_threads)
 
 
-def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str | Path,
-             output: str | Path | None = None, controls: MotionControls | None = None, seed: int = 0,
-             fps: float = FPS, face_index: int | None = None, progress: bool = False, motion: str = "dit",
-             settings: GenerationSettings | None = None, on_progress: Callable[[float], None] | None = None,
-             checkpoint: str | Path | None = None, framing: str = "auto") -> Path | list[np.ndarray]:  # fmt: skip
+def generate(
+    image: np.ndarray | str | Path | Portrait,
+    audio: np.ndarray | str | Path,
+    output: str | Path | None = None,
+    controls: MotionControls | None = None,
+    seed: int = 0,
+    fps: float = FPS,
+    face_index: int | None = None,
+    progress: bool = False,
+    motion: str = "dit",
+    settings: GenerationSettings | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    checkpoint: str | Path | None = None,
+    framing: str = "auto",
+) -> Path | list[np.ndarray]:
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
     array or audio file).
 
@@ -132,9 +147,16 @@ def generate(image: np.ndarray | str | Path | Portrait, audio: np.ndarray | str 
         rest_opening = portrait.identity.rest_opening(codec.basis)
         if generator is not None:
             latent = generator.generate(
-                pcm, fps, portrait.identity.reference, codec.basis, controls, seed, settings, rest_opening,
+                pcm,
+                fps,
+                portrait.identity.reference,
+                codec.basis,
+                controls,
+                seed,
+                settings,
+                rest_opening,
                 features.result(),
-            )  # fmt: skip
+            )
         else:
             latent = generate_baseline_motion(
                 pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
@@ -165,8 +187,14 @@ def _check_reenact_mode(mode: str) -> None:
         raise OpenVasaError(f"unknown reenactment mode {mode!r}; choose from {', '.join(REENACT_MODES)}")
 
 
-def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLatent, mode: str = "full",
-                    same_start: bool = False, turn: float = 0.0) -> FaceLatent:  # fmt: skip
+def transfer_motion(
+    driver: FaceLatent,
+    driver_mouth: np.ndarray,
+    source: FaceLatent,
+    mode: str = "full",
+    same_start: bool = False,
+    turn: float = 0.0,
+) -> FaceLatent:
     """Move the source latent as the driver moves, relative to the driver's own start.
 
     driver_mouth: (T,) the driver's mouth opening. Pose is taken relative to the driver's first frame; `turn` is
@@ -197,8 +225,9 @@ def transfer_motion(driver: FaceLatent, driver_mouth: np.ndarray, source: FaceLa
     return out
 
 
-def drive(portrait: Portrait, tracked: TrackedClip, codec: FaceLatentCodec, mode: str = "full",
-          same_start: bool = False) -> FaceLatent:  # fmt: skip
+def drive(
+    portrait: Portrait, tracked: TrackedClip, codec: FaceLatentCodec, mode: str = "full", same_start: bool = False
+) -> FaceLatent:
     """The portrait's latent moved as the tracked video moves (transfer_motion, across the two framings)."""
     turn = _framing_angle(portrait.crop.to_crop) - _framing_angle(tracked.to_crop)
     driver = codec.encode(tracked.landmarks)
@@ -211,9 +240,15 @@ def _framing_angle(affine: np.ndarray) -> float:
     return float(np.arctan2(affine[1, 0], affine[0, 0]))
 
 
-def reenact(image: np.ndarray | str | Path, video: str | Path, output: str | Path | None = None,
-            mode: str = "full", face_index: int | None = None, progress: bool = False,
-            framing: str = "auto") -> Path | list[np.ndarray]:  # fmt: skip
+def reenact(
+    image: np.ndarray | str | Path,
+    video: str | Path,
+    output: str | Path | None = None,
+    mode: str = "full",
+    face_index: int | None = None,
+    progress: bool = False,
+    framing: str = "auto",
+) -> Path | list[np.ndarray]:
     """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
     _check_reenact_mode(mode)
     clip = read_video(video)

@@ -67,8 +67,9 @@ def test_pipecat_processor(astronaut_portrait, speech24: np.ndarray) -> None:
         await asyncio.wait_for(started.wait(), timeout=120)
         await _until(lambda: processor.live is not None, "the session")  # built after the StartFrame
         for i in range(0, len(speech24), chunk):  # 2 s of TTS, delivered faster than real time as TTS often is
-            await worker.queue_frame(TTSAudioRawFrame(audio=speech24[i : i + chunk].tobytes(), sample_rate=RATE,
-                                                      num_channels=1))  # fmt: skip
+            await worker.queue_frame(
+                TTSAudioRawFrame(audio=speech24[i : i + chunk].tobytes(), sample_rate=RATE, num_channels=1)
+            )
         await _until(lambda: images() >= 44, "the speech's frames")  # 50 less the look-ahead, with no clock
         clock.advance(3.0)  # 1 s more than the speech: its last frames, then listening
         await _until(lambda: images() >= 72, "the listening frames")

@@ -100,8 +100,10 @@ def test_whisper_long_audio_windows(name: str) -> None:
     head = frontend.features(head_audio, 25.0)
     first_window = np.abs(feats[:500] - head[:500]).mean(axis=1)
     second_window = np.abs(feats[525:700] - head[525:700]).mean(axis=1)  # past 21 s: encoded 10 s further left
-    print(f"\nmean |diff| to the first window alone: first 20 s {first_window.mean():.4f} (max frame "
-          f"{first_window.max():.4f}), 21-28 s {second_window.mean():.4f}")  # fmt: skip
+    print(
+        f"\nmean |diff| to the first window alone: first 20 s {first_window.mean():.4f} (max frame "
+        f"{first_window.max():.4f}), 21-28 s {second_window.mean():.4f}"
+    )
     assert first_window.mean() < 0.05 and first_window.max() < 0.15
     assert second_window.mean() > 0.15, "outputs past 20 s come from the second window"
 

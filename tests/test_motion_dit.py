@@ -45,8 +45,17 @@ def test_training_learns_audio_dependence_and_samplers_agree(cached_context: boo
     """Toy task: the motion equals a linear map of the audio. After training, sampled motion follows the
     audio, guidance strengthens it, and 10 DPM++ steps land close to 50 Euler steps."""
     torch.manual_seed(0)
-    config = DiTConfig(motion_dim=4, audio_dim=3, window=8, context=2, width=64, depth=2, heads=2, emotion_dim=2,
-                       cached_context=cached_context)  # fmt: skip
+    config = DiTConfig(
+        motion_dim=4,
+        audio_dim=3,
+        window=8,
+        context=2,
+        width=64,
+        depth=2,
+        heads=2,
+        emotion_dim=2,
+        cached_context=cached_context,
+    )
     model = MotionDiT(config)
     mapping = torch.randn(3, 4)
     schedule = NoiseSchedule()
@@ -81,8 +90,17 @@ def test_traced_sampler_gives_the_eager_numbers(cached_context: bool):
     """The compiled window sampler (TorchScript) must sample exactly what the eager sampler does, guidance
     branches included, call after call (TorchScript re-optimises its graph over the first calls)."""
     torch.manual_seed(0)
-    config = DiTConfig(motion_dim=4, audio_dim=3, window=2, context=3, width=32, depth=2, heads=2, emotion_dim=2,
-                       cached_context=cached_context)  # fmt: skip
+    config = DiTConfig(
+        motion_dim=4,
+        audio_dim=3,
+        window=2,
+        context=3,
+        width=32,
+        depth=2,
+        heads=2,
+        emotion_dim=2,
+        cached_context=cached_context,
+    )
     model = MotionDiT(config).eval()
     for p in model.parameters():  # an untrained adaLN-Zero model predicts zeros: give it weights
         torch.nn.init.normal_(p, std=0.2)
@@ -111,15 +129,19 @@ def test_cached_context_equals_one_masked_pass_over_all_tokens():
     values) computes what one pass over context + window does with PyTorch's own attention, when the context may
     not look at the window and is modulated by its own embedding."""
     torch.manual_seed(0)
-    config = DiTConfig(motion_dim=4, audio_dim=3, window=2, context=5, width=32, depth=2, heads=4, emotion_dim=2,
-                       cached_context=True)  # fmt: skip
+    config = DiTConfig(
+        motion_dim=4, audio_dim=3, window=2, context=5, width=32, depth=2, heads=4, emotion_dim=2, cached_context=True
+    )
     model = MotionDiT(config).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.2)
     cond = conditions(config, 3).replace(
-        has_context=torch.ones(3, dtype=torch.bool), context_motion=torch.randn(3, config.context, 4),
-        context_audio=torch.randn(3, config.context, 3), gaze=torch.randn(3, 2), has_gaze=torch.tensor([1, 0, 1]) > 0,
-    )  # fmt: skip
+        has_context=torch.ones(3, dtype=torch.bool),
+        context_motion=torch.randn(3, config.context, 4),
+        context_audio=torch.randn(3, config.context, 3),
+        gaze=torch.randn(3, 2),
+        has_gaze=torch.tensor([1, 0, 1]) > 0,
+    )
     x, sigma = torch.randn(3, config.window, 4), torch.tensor([0.1, 1.0, 10.0])
     with torch.no_grad():
         cached = model(x, sigma, cond)

@@ -98,10 +98,16 @@ def write_fake_shards(root, frontend: str = "energy") -> str:
         pose = np.tile([0, 0, 0, 256, 200, 0, 100.0], (t, 1)) + np.hstack([smooth(3), smooth(3) * 50, np.zeros((t, 1))])
         name = f"shards/fake{i}.npz"
         np.savez(
-            root / name, pose=pose, eyes=np.tile(basis.eye_mean, (t, 1)), dynamics=smooth(basis.n_dynamics),
-            mouth_opening=rng.random(t), reference_pose=pose[0], neutral=basis.mean,
-            audio=np.zeros(t * 640, np.int16), **{f"features_{frontend}": rng.random((t, 4)).astype(np.float32)},
-        )  # fmt: skip
+            root / name,
+            pose=pose,
+            eyes=np.tile(basis.eye_mean, (t, 1)),
+            dynamics=smooth(basis.n_dynamics),
+            mouth_opening=rng.random(t),
+            reference_pose=pose[0],
+            neutral=basis.mean,
+            audio=np.zeros(t * 640, np.int16),
+            **{f"features_{frontend}": rng.random((t, 4)).astype(np.float32)},
+        )
         shards.append({"file": name, "T": t, "seconds": t / 25, "identity": f"p{i}", "split": split})
     index = root / "index.json"
     index.write_text(json.dumps({"shards": shards, "basis": basis_fingerprint(basis)}))
@@ -112,8 +118,18 @@ def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, port
     from openvasa.tools.train_motion import TrainConfig, train_motion
 
     index = write_fake_shards(tmp_path)
-    config = TrainConfig(index=index, frontend="energy", preset="tiny", window=8, context=2, batch_size=4,
-                         steps=6, val_every=3, save_every=3, warmup_steps=2)  # fmt: skip
+    config = TrainConfig(
+        index=index,
+        frontend="energy",
+        preset="tiny",
+        window=8,
+        context=2,
+        batch_size=4,
+        steps=6,
+        val_every=3,
+        save_every=3,
+        warmup_steps=2,
+    )
     checkpoint = train_motion(config, tmp_path / "run")
     assert (tmp_path / "run" / "last.pt").exists() and list((tmp_path / "run" / "logs").rglob("events*"))
     config.steps = 9  # resume: continues from step 6
@@ -126,10 +142,38 @@ def test_training_runs_resumes_and_produces_a_loadable_checkpoint(tmp_path, port
 
 def test_training_with_two_cpu_processes(tmp_path):
     index = write_fake_shards(tmp_path)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-               "-m", "openvasa.tools.train_motion", "--index", index, "--out", str(tmp_path / "run"), "--frontend", "energy",
-               "--preset", "tiny", "--window", "8", "--context", "2", "--batch-size", "2", "--steps", "4",
-               "--val-every", "2", "--save-every", "2", "--warmup-steps", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "-m",
+        "openvasa.tools.train_motion",
+        "--index",
+        index,
+        "--out",
+        str(tmp_path / "run"),
+        "--frontend",
+        "energy",
+        "--preset",
+        "tiny",
+        "--window",
+        "8",
+        "--context",
+        "2",
+        "--batch-size",
+        "2",
+        "--steps",
+        "4",
+        "--val-every",
+        "2",
+        "--save-every",
+        "2",
+        "--warmup-steps",
+        "1",
+    ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

@@ -117,9 +117,13 @@ def test_raster_maps_equal_the_affine_of_the_triangle_under_each_pixel():
     on_top = np.array([[[20.0, 20.0], [40.0, 20.0], [20.0, 40.0]]])
     top_coeffs = np.array([[[0.0, 0.0], [0.0, 0.0], [7.0, 9.0]]])  # every pixel -> (7, 9)
     fill_affine_maps(
-        np.concatenate([tri_xy, on_top]), np.concatenate([coeffs, top_coeffs]), np.arange(len(tri_xy) + 1), camera,
-        map_x, map_y,
-    )  # fmt: skip
+        np.concatenate([tri_xy, on_top]),
+        np.concatenate([coeffs, top_coeffs]),
+        np.arange(len(tri_xy) + 1),
+        camera,
+        map_x,
+        map_y,
+    )
     assert map_x[25, 25] == 7 and map_y[25, 25] == 9 and map_x[45, 45] != 7
 
 

@@ -153,7 +153,7 @@ def test_web_page_in_headless_chromium() -> None:
                     "--use-fake-ui-for-media-stream",
                     "--use-fake-device-for-media-stream",
                     "--autoplay-policy=no-user-gesture-required",
-                ],  # fmt: skip
+                ],
             )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")

@@ -197,8 +197,10 @@ def test_live_session_thread_follows_its_clock(astronaut_portrait, speech16: np.
     assert sum(f.speech for f in frames) == 25
 
 
-@pytest.mark.parametrize("low_latency, block, frontend", [(False, 4, "whisper-tiny-stream+energy-stream"),
-                                                         (True, 1, "whisper-tiny-stream1+energy-stream1")])  # fmt: skip
+@pytest.mark.parametrize(
+    "low_latency, block, frontend",
+    [(False, 4, "whisper-tiny-stream+energy-stream"), (True, 1, "whisper-tiny-stream1+energy-stream1")],
+)
 def test_stream_checkpoints_generate_their_blocks(low_latency: bool, block: int, frontend: str) -> None:
     generator = MotionGenerator(stream_checkpoint(low_latency))
     assert generator.config.window == block and generator.frontend.name == frontend

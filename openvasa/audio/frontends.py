@@ -148,8 +148,14 @@ def _load_whisper(model_dir: str, compute_type: str, threads: int) -> "ctranslat
 class WhisperFrontend:
     """Whisper encoder states, 50 Hz averaged in pairs to 25 fps. Model loaded on first use, once per process."""
 
-    def __init__(self, name: str, dim: int, model_dir: Callable[[], Path], compute_type: str = WHISPER_COMPUTE_TYPE,
-                 threads: int = CPU_THREADS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        model_dir: Callable[[], Path],
+        compute_type: str = WHISPER_COMPUTE_TYPE,
+        threads: int = CPU_THREADS,
+    ) -> None:
         self.name = name
         self.dim = dim
         self.compute_type = compute_type

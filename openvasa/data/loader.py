@@ -69,8 +69,9 @@ class MotionWindows(IterableDataset):
     windows: a distributed trainer should bound its steps per epoch. Call set_epoch before each epoch.
     """
 
-    def __init__(self, index: str | Path, config: WindowConfig | None = None, rank: int = 0,
-                 world_size: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self, index: str | Path, config: WindowConfig | None = None, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.root = Path(index).parent
         self.config = config or WindowConfig()
         if not 0 <= rank < world_size:

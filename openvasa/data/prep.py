@@ -98,8 +98,15 @@ def _collect(name: str, result: Callable[[], dict], failed: dict[str, str]) -> N
         log.warning("%s skipped: %s", name, record["reason"])
 
 
-def prep_videos(video_dir: Path, out_dir: Path, config: PrepConfig, workers: int = 1, worker_index: int = 0,
-                worker_count: int = 1, progress: bool = True) -> PrepReport:  # fmt: skip
+def prep_videos(
+    video_dir: Path,
+    out_dir: Path,
+    config: PrepConfig,
+    workers: int = 1,
+    worker_index: int = 0,
+    worker_count: int = 1,
+    progress: bool = True,
+) -> PrepReport:
     """Prepare the clips of video_dir whose sorted position % worker_count == worker_index, in `workers`
     local processes, skipping those already done; then merge out_dir/index.json and report.md."""
     if not 0 <= worker_index < worker_count:

@@ -100,8 +100,9 @@ def count_blinks(eyes: np.ndarray, open_level: float) -> int:
     return int(closed[0] + np.count_nonzero(closed[1:] & ~closed[:-1]))
 
 
-def prep_clip(path: Path, sha256: str, out_dir: Path, config: PrepConfig, tracker: FaceTracker,
-              codec: FaceLatentCodec) -> dict:  # fmt: skip
+def prep_clip(
+    path: Path, sha256: str, out_dir: Path, config: PrepConfig, tracker: FaceTracker, codec: FaceLatentCodec
+) -> dict:
     """Prepare one clip: write its shards and its record (out_dir/clips/<stem>.json); return the record.
 
     A clip that cannot be used (no audio, no face, nothing long enough) gets a record saying why, so that
@@ -210,8 +211,9 @@ def _motion_stats(motions: list[tuple[FaceLatent, np.ndarray, np.ndarray]], fps:
     }
 
 
-def _segment_motion(points: np.ndarray, span: Span, identity: Identity, codec: FaceLatentCodec,
-                    config: PrepConfig) -> tuple[FaceLatent, np.ndarray, np.ndarray]:  # fmt: skip
+def _segment_motion(
+    points: np.ndarray, span: Span, identity: Identity, codec: FaceLatentCodec, config: PrepConfig
+) -> tuple[FaceLatent, np.ndarray, np.ndarray]:
     """Latent and pose-free mouth opening of one segment on the output clock: (smoothed latent, smoothed
     mouth opening (T,), unsmoothed mouth opening (T,)) for the check that smoothing keeps lip motion."""
     latent = codec.encode(points, identity)

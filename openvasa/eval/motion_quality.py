@@ -50,8 +50,9 @@ def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
     return clips
 
 
-def clip_metrics(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audio: np.ndarray, basis: FaceBasis,
-                 fps: float = 25.0) -> dict[str, float]:  # fmt: skip
+def clip_metrics(
+    latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audio: np.ndarray, basis: FaceBasis, fps: float = 25.0
+) -> dict[str, float]:
     n = min(len(latent), len(real))
     latent, real = latent[:n], real[:n]
     loud = frame_energy_features(audio, fps)[:n, 0]
@@ -64,8 +65,9 @@ def clip_metrics(latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audi
     }
 
 
-def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2,
-             settings: GenerationSettings | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+def evaluate(
+    index: Path, generator: MotionGenerator | None, seeds: int = 2, settings: GenerationSettings | None = None
+) -> dict[str, dict[str, float]]:
     """Mean metrics per method over validation clips (and seeds for the generative methods)."""
     settings = settings or GenerationSettings(steps=10)
     basis = FaceBasis.load()
@@ -84,11 +86,15 @@ def evaluate(index: Path, generator: MotionGenerator | None, seeds: int = 2,
             methods["baseline"].append(clip_metrics(base, clip.latent, clip.neutral, clip.audio, basis))
             if generator is not None:
                 gen = generator.generate(
-                    clip.audio, FPS, clip.reference, basis, seed=seed, settings=settings,
+                    clip.audio,
+                    FPS,
+                    clip.reference,
+                    basis,
+                    seed=seed,
+                    settings=settings,
                     rest_opening=rest_open,
-                )  # fmt: skip
+                )
                 methods[model].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))
-        # fmt: skip
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
 
 

@@ -152,7 +152,7 @@ def score_clip(real: list[np.ndarray], audio: np.ndarray) -> tuple[PixelScores, 
                 generated_blinks(portrait, audio),
                 strict=True,
             )
-        ),  # fmt: skip
+        ),
         frames=len(real),
     )
     blink, mouth = int(np.argmin(real_open)), int(np.argmax(lm.mouth_opening(real_points)))

@@ -167,8 +167,9 @@ def _embedding(image: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def generated_latents(portrait: Portrait, clip: Clip, codec: FaceLatentCodec, config: EvalConfig
-                      ) -> Iterator[tuple[str, FaceLatent, float]]:  # fmt: skip
+def generated_latents(
+    portrait: Portrait, clip: Clip, codec: FaceLatentCodec, config: EvalConfig
+) -> Iterator[tuple[str, FaceLatent, float]]:
     """(method, motion latent, seconds to make it) for every generated method."""
     reference = portrait.identity.reference
     yield (
@@ -192,8 +193,15 @@ def generated_latents(portrait: Portrait, clip: Clip, codec: FaceLatentCodec, co
         yield model_name(steps), latent[: clip.frames], time.perf_counter() - started
 
 
-def clip_scores(measured: Measured, real: Measured, neutral: np.ndarray, codec: FaceLatentCodec, judge: Judge,
-                audio_features: np.ndarray, loudness: np.ndarray) -> dict[str, float]:  # fmt: skip
+def clip_scores(
+    measured: Measured,
+    real: Measured,
+    neutral: np.ndarray,
+    codec: FaceLatentCodec,
+    judge: Judge,
+    audio_features: np.ndarray,
+    loudness: np.ndarray,
+) -> dict[str, float]:
     basis = codec.basis
     lat = measured.latent
     sync = sync_scores(judge, lip_features(lat, basis), audio_features, SYNC_MAX_OFFSET)
@@ -285,8 +293,9 @@ def evaluate(config: EvalConfig) -> dict:
 def _to_framing(frame: np.ndarray, portrait: Portrait) -> np.ndarray:
     import cv2
 
-    return cv2.warpAffine(frame, portrait.crop.to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return cv2.warpAffine(
+        frame, portrait.crop.to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 class Timings:

@@ -93,8 +93,9 @@ def _windows(x: np.ndarray, window: int, starts: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(x[starts[:, None] + np.arange(window)])
 
 
-def similarity_by_offset(judge: Judge, motion: np.ndarray, audio: np.ndarray, max_offset: int,
-                         stride: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def similarity_by_offset(
+    judge: Judge, motion: np.ndarray, audio: np.ndarray, max_offset: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean cosine similarity of motion windows with the audio windows `offset` frames later, for offsets in
     -max_offset..max_offset. motion: (T, Dm), audio: (T, Da). Returns (offsets, similarities)."""
     w = judge.config.window

@@ -255,8 +255,13 @@ def _padding(affine: np.ndarray, shape: tuple[int, int], size: int) -> float:
     return 1.0 - float(inside.mean())
 
 
-def framing_transform(points: np.ndarray, face_fraction: float, size: int = FRAME_SIZE, level: bool = True,
-                      shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # fmt: skip
+def framing_transform(
+    points: np.ndarray,
+    face_fraction: float,
+    size: int = FRAME_SIZE,
+    level: bool = True,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """(2, 3) similarity from image pixels to the output frame: eyes level (or the picture's own tilt), face
     centred (shifted by `shift` of the frame), given face height."""
     right_eye = points[list(lm.RIGHT_EYE_CORNERS), :2].mean(0)

@@ -46,8 +46,9 @@ def denoise(model: MotionDiT, x: torch.Tensor, sigma: torch.Tensor, prepared: Pr
     return model.denoise_prepared(x * c_in[:, None, None], sigma, prepared)
 
 
-def guided_denoiser(model: MotionDiT, cond: MotionConditions, cfg_audio: float = 0.0,
-                    cfg_control: float = 0.0) -> Denoiser:  # fmt: skip
+def guided_denoiser(
+    model: MotionDiT, cond: MotionConditions, cfg_audio: float = 0.0, cfg_control: float = 0.0
+) -> Denoiser:
     """Classifier-free guidance with separate scales for audio and for the controls (gaze, distance,
     emotion): D = D_full + cfg_audio (D_full - D_no_audio) + cfg_control (D_full - D_no_controls).
     All branches run as one batch."""
@@ -105,8 +106,15 @@ SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
 WindowSampler = Callable[[torch.Tensor, MotionConditions], torch.Tensor]  # (noise (N, T, M), conditions) -> clean
 
 
-def sample_window(model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float, cfg_control: float,
-                  noise: torch.Tensor, cond: MotionConditions) -> torch.Tensor:  # fmt: skip
+def sample_window(
+    model: MotionDiT,
+    sampler: str,
+    sigmas: torch.Tensor,
+    cfg_audio: float,
+    cfg_control: float,
+    noise: torch.Tensor,
+    cond: MotionConditions,
+) -> torch.Tensor:
     """One window sampled eagerly: noise (N, T, M) scaled by sigmas[0] -> clean (N, T, M)."""
     with torch.no_grad():
         return SAMPLERS[sampler](guided_denoiser(model, cond, cfg_audio, cfg_control), noise, sigmas)
@@ -125,8 +133,9 @@ class _SamplingGraph(nn.Module):
         return sample_window(self.model, self.sampler, self.sigmas, self.cfg_audio, self.cfg_control, noise, cond)
 
 
-def traced_window_sampler(model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float = 0.0,
-                          cfg_control: float = 0.0) -> WindowSampler:  # fmt: skip
+def traced_window_sampler(
+    model: MotionDiT, sampler: str, sigmas: torch.Tensor, cfg_audio: float = 0.0, cfg_control: float = 0.0
+) -> WindowSampler:
     """A window sampler traced with TorchScript at its first call (shapes and noise levels fixed from then on).
 
     The same numbers as the eager sampler (bit for bit), 2.4x faster for a window of the compact model (9 vs
@@ -153,9 +162,16 @@ def traced_window_sampler(model: MotionDiT, sampler: str, sigmas: torch.Tensor, 
     return run
 
 
-def training_loss(model: MotionDiT, clean: torch.Tensor, cond: MotionConditions, schedule: NoiseSchedule,
-                  velocity_weight: float = 1.0, lip_map: torch.Tensor | None = None, lip_weight: float = 0.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def training_loss(
+    model: MotionDiT,
+    clean: torch.Tensor,
+    cond: MotionConditions,
+    schedule: NoiseSchedule,
+    velocity_weight: float = 1.0,
+    lip_map: torch.Tensor | None = None,
+    lip_weight: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Mean squared error of the clean prediction, plus the error of its frame-to-frame differences
     (motion that is right on average but jittery looks wrong), plus the error of the lip landmarks the motion
     decodes to (lip_map: (M, L) linear map from normalised motion to lip coordinates of unit variance), since

@@ -90,8 +90,9 @@ class Block(nn.Module):
         x = x + gate1[:, None] * self.attn(h, h, h, need_weights=False)[0]
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
-    def attend(self, x: torch.Tensor, modulation: torch.Tensor,
-               past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    def attend(
+        self, x: torch.Tensor, modulation: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The block with the attention's weights applied by hand, so that queries can meet cached keys and values.
         x: (N, L, D); modulation: (N, 6D), what self.modulation makes of the conditioning vector; past: keys and
         values (N, H, P, D / H) of earlier tokens, attended to as well. Returns the new x and this call's own keys

@@ -76,8 +76,9 @@ class MotionGenerator:
         return rest.astype(np.float32)
 
     @lru_cache(maxsize=8)  # noqa: B019 (one generator per checkpoint lives for the process)
-    def window_sampler(self, sampler: str, steps: int, cfg_audio: float, cfg_control: float,
-                       compiled: bool) -> WindowSampler:  # fmt: skip
+    def window_sampler(
+        self, sampler: str, steps: int, cfg_audio: float, cfg_control: float, compiled: bool
+    ) -> WindowSampler:
         """The sampler of one window, shared by every stream of this model with these settings."""
         sigmas = self.schedule.sigmas(steps)
         if compiled:
@@ -112,12 +113,27 @@ class MotionGenerator:
         distance = np.array([-np.log(controls.distance) / s.distance_std])
         as_tensor = lambda a: torch.tensor(np.asarray(a, np.float32))[None]  # noqa: E731
         yes = torch.ones(1, dtype=torch.bool)
-        return {"gaze": as_tensor(gaze), "has_gaze": yes, "distance": as_tensor(distance),
-                "has_distance": yes, "emotion": as_tensor(emotion), "has_emotion": has_emotion}  # fmt: skip
+        return {
+            "gaze": as_tensor(gaze),
+            "has_gaze": yes,
+            "distance": as_tensor(distance),
+            "has_distance": yes,
+            "emotion": as_tensor(emotion),
+            "has_emotion": has_emotion,
+        }
 
-    def generate(self, audio: np.ndarray, fps: float, reference: FaceLatent, basis: FaceBasis,
-                 controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
-                 rest_opening: float = 0.0, features: np.ndarray | None = None) -> FaceLatent:  # fmt: skip
+    def generate(
+        self,
+        audio: np.ndarray,
+        fps: float,
+        reference: FaceLatent,
+        basis: FaceBasis,
+        controls: MotionControls | None = None,
+        seed: int = 0,
+        settings: GenerationSettings | None = None,
+        rest_opening: float = 0.0,
+        features: np.ndarray | None = None,
+    ) -> FaceLatent:
         """audio: (S,) 16 kHz mono; reference: the portrait's 1-frame latent; rest_opening: the portrait's own
         inner-lip opening (eye distances), closed at rest; features: audio_features(audio) when already computed
         -> FaceLatent at `fps`."""
@@ -141,9 +157,16 @@ class MotionStream:
     LISTEN_RELAX = 0.8  # ...by this much: some expression stays, so a listening face is not frozen
     OPEN_START_FRAMES = (4, 6)  # the eyes hold the portrait's opening this many frames, then hand over in as many
 
-    def __init__(self, generator: MotionGenerator, reference: FaceLatent, basis: FaceBasis,
-                 controls: MotionControls | None = None, seed: int = 0, settings: GenerationSettings | None = None,
-                 rest_opening: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        generator: MotionGenerator,
+        reference: FaceLatent,
+        basis: FaceBasis,
+        controls: MotionControls | None = None,
+        seed: int = 0,
+        settings: GenerationSettings | None = None,
+        rest_opening: float = 0.0,
+    ) -> None:
         self.model, self.reference, self.basis = generator, reference, basis
         self.controls, self.settings = controls or MotionControls(), settings or GenerationSettings()
         if self.settings.sampler not in SAMPLERS:
@@ -152,10 +175,14 @@ class MotionStream:
             raise OpenVasaError("steps must be at least 1")
         c = generator.config.context
         # The first window continues from the portrait at rest, silent: its context is that rest state.
-        self.context_motion = normalise(torch.from_numpy(generator.rest_motion(reference)).float(), generator.stats.motion_mean,
-                                        generator.stats.motion_std).expand(c, -1)  # fmt: skip
-        self.context_audio = normalise(torch.from_numpy(generator.silence_features(c)), generator.stats.audio_mean,
-                                       generator.stats.audio_std)  # fmt: skip
+        self.context_motion = normalise(
+            torch.from_numpy(generator.rest_motion(reference)).float(),
+            generator.stats.motion_mean,
+            generator.stats.motion_std,
+        ).expand(c, -1)
+        self.context_audio = normalise(
+            torch.from_numpy(generator.silence_features(c)), generator.stats.audio_mean, generator.stats.audio_std
+        )
         self.random = torch.Generator().manual_seed(seed)
         self.control = generator.conditions(reference, basis, self.controls)
         self.rest_dynamics = closed_mouth(reference.dynamics[0], rest_opening)

@@ -73,8 +73,10 @@ class EyeLayer:
             self.plate[box] = cv2.inpaint(self.plate[box], hole[box], 3, cv2.INPAINT_TELEA)
             # The sprite: the iris disc, its lid-hidden part filled from the visible part.
             patch = _padded_patch(image, x0, y0, size)
-            hidden = ((_padded_patch(disc[..., None], x0, y0, size)[..., 0] > 0)
-                      & (_padded_patch(opening[..., None], x0, y0, size)[..., 0] < 0.5)).astype(np.uint8)  # fmt: skip
+            hidden = (
+                (_padded_patch(disc[..., None], x0, y0, size)[..., 0] > 0)
+                & (_padded_patch(opening[..., None], x0, y0, size)[..., 0] < 0.5)
+            ).astype(np.uint8)
             patch = cv2.inpaint(patch, hidden, 3, cv2.INPAINT_TELEA)
             alpha = np.zeros((size, size), np.uint8)
             local = (centre - [x0, y0]) * 16

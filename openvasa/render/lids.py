@@ -83,8 +83,16 @@ class LidLayer:
                 continue
             self._paint(frame, resting, lid, band_high, band_low, lash, np.linalg.norm(dst_axis))
 
-    def _paint(self, frame: np.ndarray, resting: np.ndarray, lid: np.ndarray, band_high: np.ndarray,
-               band_low: np.ndarray, lash: np.ndarray, eye_width: float) -> None:  # fmt: skip
+    def _paint(
+        self,
+        frame: np.ndarray,
+        resting: np.ndarray,
+        lid: np.ndarray,
+        band_high: np.ndarray,
+        band_low: np.ndarray,
+        lash: np.ndarray,
+        eye_width: float,
+    ) -> None:
         """Map the skin band (band_high above band_low) onto the swept band (resting above lid)."""
         h, w = frame.shape[:2]
         polygon = np.concatenate([resting, lid[::-1]])

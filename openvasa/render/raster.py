@@ -13,8 +13,9 @@ EDGE_EPS = 1e-7  # pixels on a shared edge belong to both triangles (the later o
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def fill_affine_maps(tri_xy: np.ndarray, coeffs: np.ndarray, order: np.ndarray, camera: np.ndarray,
-                     map_x: np.ndarray, map_y: np.ndarray) -> None:  # fmt: skip
+def fill_affine_maps(
+    tri_xy: np.ndarray, coeffs: np.ndarray, order: np.ndarray, camera: np.ndarray, map_x: np.ndarray, map_y: np.ndarray
+) -> None:
     """Fill map_x, map_y (S, S) float32 in place: pixels whose centre lies in triangle f (tri_xy (F, 3, 2), frame
     pixels) get [x, y, 1] @ coeffs[f] (coeffs (F, 3, 2)); triangles are drawn in `order` (K,), later ones over
     earlier ones; pixels no triangle covers get [x, y, 1] @ camera (3, 2)."""
@@ -68,7 +69,11 @@ def triangle_maps(triangles: np.ndarray, sources: np.ndarray, shape: tuple[int, 
     coeffs[keep] = np.linalg.solve(corners[keep], sources[keep])  # [x, y, 1] @ coeffs[f] = source xy
     map_x, map_y = np.empty(shape, np.float32), np.empty(shape, np.float32)
     fill_affine_maps(
-        np.ascontiguousarray(triangles, np.float64), coeffs, keep.astype(np.int64), coeffs[keep[len(keep) // 2]],
-        map_x, map_y,
-    )  # fmt: skip
+        np.ascontiguousarray(triangles, np.float64),
+        coeffs,
+        keep.astype(np.int64),
+        coeffs[keep[len(keep) // 2]],
+        map_x,
+        map_y,
+    )
     return map_x, map_y

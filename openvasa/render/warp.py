@@ -78,8 +78,9 @@ class MeshWarper:
         mesh += self._band_weight * (smooth - mesh)
         return np.concatenate([mesh, extra])
 
-    def backward_map(self, target_landmarks: np.ndarray, zoom: float = 1.0,
-                     centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def backward_map(
+        self, target_landmarks: np.ndarray, zoom: float = 1.0, centre: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel source coordinates (map_x, map_y), each (S, S) float32, for cv2.remap of the source image.
         target_landmarks are in the unzoomed frame; the camera then zooms it by `zoom` about `centre` (2,)."""
         target = self.target_points(target_landmarks)
@@ -103,8 +104,13 @@ class MeshWarper:
         fill_affine_maps(tri_xy, coeffs, order, camera, map_x, map_y)
         return map_x, map_y
 
-    def warp(self, source_image: np.ndarray, target_landmarks: np.ndarray, zoom: float = 1.0,
-             centre: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    def warp(
+        self,
+        source_image: np.ndarray,
+        target_landmarks: np.ndarray,
+        zoom: float = 1.0,
+        centre: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The (S, S, 3) output frame: source_image (S + 2 margin square) warped to the target landmarks (in the
         unzoomed frame), seen through the camera zoom."""
         map_x, map_y = self.backward_map(target_landmarks, zoom, centre)
@@ -138,8 +144,9 @@ def _toward_border(shift: np.ndarray, room_low: np.ndarray, room_high: np.ndarra
     return out
 
 
-def _head_and_border_points(landmarks: np.ndarray, size: int, margin: int
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def _head_and_border_points(
+    landmarks: np.ndarray, size: int, margin: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rings around the face oval (hair, ears, neck) that follow the head partly, and still border points.
 
     The frame's edge is held still where the background reaches it; where the head does (a tight crop: hair over

@@ -7,6 +7,7 @@ import json
 import logging
 import struct
 import uuid
+from functools import partial
 
 import cv2
 import numpy as np
@@ -100,9 +101,16 @@ class LiveConnection:
         if latency not in LATENCIES:
             raise HTTPException(400, f"latency must be one of {', '.join(LATENCIES)}")
         session = await asyncio.to_thread(
-            TalkingSession, portrait, controls, int(params.get("seed", 0)), self.state.steps, None, rate,
-            latency == "low",
-        )  # fmt: skip
+            partial(
+                TalkingSession,
+                portrait,
+                controls,
+                seed=int(params.get("seed", 0)),
+                steps=self.state.steps,
+                output_rate=rate,
+                low_latency=latency == "low",
+            )
+        )
         return session, rate
 
     def _message(self, frame: StreamFrame) -> bytes:

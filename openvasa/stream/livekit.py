@@ -26,8 +26,14 @@ from openvasa.units import to_pcm16
 
 
 class OpenVasaVideoGenerator(VideoGenerator):
-    def __init__(self, portrait: Portrait, controls: MotionControls | None = None, sample_rate: int = 24000,
-                 seed: int = 0, clock: Clock = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        portrait: Portrait,
+        controls: MotionControls | None = None,
+        sample_rate: int = 24000,
+        seed: int = 0,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._portrait, self._controls, self._rate, self._seed = portrait, controls, sample_rate, seed
         self._clock = clock  # the live session's (tests pass a ManualClock)
         self._live: LiveSession | None = None

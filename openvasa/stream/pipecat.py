@@ -33,8 +33,15 @@ from openvasa.units import to_pcm16
 
 
 class OpenVasaVideoProcessor(FrameProcessor):
-    def __init__(self, portrait: Portrait, controls: MotionControls | None = None, sample_rate: int = 24000,
-                 seed: int = 0, clock: Clock = time.monotonic, **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        portrait: Portrait,
+        controls: MotionControls | None = None,
+        sample_rate: int = 24000,
+        seed: int = 0,
+        clock: Clock = time.monotonic,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self._portrait, self._controls, self._rate, self._seed = portrait, controls, sample_rate, seed
         self._clock = clock  # the live session's (tests pass a ManualClock)

@@ -83,9 +83,15 @@ class LiveSession:
     Without start(), nothing runs by itself: each step() is one turn of the loop on the caller's thread, frames
     drawn inline (deterministic driving for tests, with a ManualClock)."""
 
-    def __init__(self, session: TalkingSession, on_frame: Callable[[StreamFrame], None], jitter_s: float = JITTER_S,
-                 on_event: Callable[[str, float], None] | None = None, clock: Clock = time.monotonic,
-                 skip_after_s: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        session: TalkingSession,
+        on_frame: Callable[[StreamFrame], None],
+        jitter_s: float = JITTER_S,
+        on_event: Callable[[str, float], None] | None = None,
+        clock: Clock = time.monotonic,
+        skip_after_s: float | None = None,
+    ) -> None:
         self.session = session
         self.on_frame = on_frame
         self.on_event = on_event  # VAD events of the client's speech: ("speech_start" | "speech_end", seconds)

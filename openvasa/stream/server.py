@@ -65,8 +65,12 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
     @app.get("/api/metrics")
     def metrics() -> dict:
         sessions = {sid: live.stats.summary() for sid, live in state.live.items()}
-        return {"active_sessions": len(sessions), "dropped_frames": state.dropped_frames, "sessions": sessions,
-                "jobs": {j.id: j.status for j in state.jobs.values()}}  # fmt: skip
+        return {
+            "active_sessions": len(sessions),
+            "dropped_frames": state.dropped_frames,
+            "sessions": sessions,
+            "jobs": {j.id: j.status for j in state.jobs.values()},
+        }
 
     @app.get("/api/portraits")
     def portraits() -> dict:
@@ -89,8 +93,11 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
         return {"id": portrait_id}
 
     @app.post("/api/generate")
-    async def generate_offline(request: Request, audio: UploadFile = File(...),  # noqa: B008
-                               portrait: str = Form("astronaut")) -> dict:  # fmt: skip
+    async def generate_offline(
+        request: Request,
+        audio: UploadFile = File(...),  # noqa: B008
+        portrait: str = Form("astronaut"),
+    ) -> dict:
         data = await audio.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"audio up to {MAX_UPLOAD_BYTES // 2**20} MB")

@@ -73,9 +73,16 @@ class TalkingSession:
     """One portrait, one live stream. Not thread-safe: drive it from one thread (the server runs one task
     per session)."""
 
-    def __init__(self, portrait: Portrait, controls: MotionControls | None = None, seed: int = 0, steps: int = 10,
-                 checkpoint: Path | None = None, output_rate: int = SAMPLE_RATE,
-                 low_latency: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        portrait: Portrait,
+        controls: MotionControls | None = None,
+        seed: int = 0,
+        steps: int = 10,
+        checkpoint: Path | None = None,
+        output_rate: int = SAMPLE_RATE,
+        low_latency: bool = False,
+    ) -> None:
         if output_rate not in SUPPORTED_RATES:
             raise OpenVasaError(f"unsupported output sample rate {output_rate}; use one of {SUPPORTED_RATES}")
         self.portrait = portrait
@@ -107,9 +114,14 @@ class TalkingSession:
     def _motion_stream(self) -> MotionStream:
         identity = self.portrait.identity
         return MotionStream(
-            self.generator, identity.reference, self.codec.basis, self.controls, self.seed, stream_settings(self.steps),
+            self.generator,
+            identity.reference,
+            self.codec.basis,
+            self.controls,
+            self.seed,
+            stream_settings(self.steps),
             identity.rest_opening(self.codec.basis),
-        )  # fmt: skip
+        )
 
     def _start(self) -> None:
         self.audio = self.generator.frontend.stream()

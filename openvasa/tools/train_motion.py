@@ -102,8 +102,9 @@ def lip_map(stats: MotionStats, motion_dim: int) -> torch.Tensor:
     return torch.as_tensor(mapping / scale, dtype=torch.float32)
 
 
-def batch_conditions(batch: dict, stats: MotionStats, config: TrainConfig, generator: torch.Generator,
-                     train: bool) -> tuple[torch.Tensor, MotionConditions]:  # fmt: skip
+def batch_conditions(
+    batch: dict, stats: MotionStats, config: TrainConfig, generator: torch.Generator, train: bool
+) -> tuple[torch.Tensor, MotionConditions]:
     """Normalised clean motion (N, T, M) to denoise, and its conditions with training-time dropout."""
     c = config.context
     motion, audio = batch["motion"], batch["audio"]
@@ -133,9 +134,17 @@ def batch_conditions(batch: dict, stats: MotionStats, config: TrainConfig, gener
 
 def make_model(config: TrainConfig, motion_dim: int, audio_dim: int) -> MotionDiT:
     preset = PRESETS[config.preset]
-    dit = DiTConfig(**{**asdict(preset), "motion_dim": motion_dim, "audio_dim": audio_dim,
-                       "window": config.window, "context": config.context, "emotion_dim": motion_dim - N_FIXED,
-                       "dropout": config.dropout})  # fmt: skip
+    dit = DiTConfig(
+        **{
+            **asdict(preset),
+            "motion_dim": motion_dim,
+            "audio_dim": audio_dim,
+            "window": config.window,
+            "context": config.context,
+            "emotion_dim": motion_dim - N_FIXED,
+            "dropout": config.dropout,
+        }
+    )
     return MotionDiT(dit)
 
 
@@ -174,8 +183,9 @@ def validate(model: MotionDiT, stats: MotionStats, readout: np.ndarray, config: 
     }
 
 
-def shippable(model: MotionDiT, config: TrainConfig, stats: MotionStats, readout: np.ndarray,
-              step: int) -> MotionCheckpoint:  # fmt: skip
+def shippable(
+    model: MotionDiT, config: TrainConfig, stats: MotionStats, readout: np.ndarray, step: int
+) -> MotionCheckpoint:
     """What generation needs, weights in fp16 (small enough to ship in the repo)."""
     return MotionCheckpoint(
         dit=model.config.to_dict(),
@@ -261,7 +271,7 @@ def train_motion(config: TrainConfig, out_dir: Path) -> Path:
                     "optimiser": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "step": step,
-                },  # fmt: skip
+                },
                 resume,
             )
     accelerator.end_training()
@@ -273,8 +283,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
     parser.add_argument("--out", type=Path, default=Path("out/motion"), help="run directory (resumes if present)")
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"default {value}")
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"default {value}")
+        elif isinstance(value, int | float | str):
+            parser.add_argument(flag, type=type(value), default=value, help=f"default {value}")
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     return TrainConfig(**{k: v for k, v in args.items()}), out
