@@ -200,3 +200,25 @@ def test_capacity_is_measured(astronaut_portrait) -> None:
     # Measured on 2 cores: three 4-frame sessions (12.5 ms a frame alone) kept up, three 2-frame ones (19 ms) did not.
     assert sessions_that_fit(0.0125, 2) == 3 and sessions_that_fit(0.019, 2) == 2
     assert sessions_that_fit(0.035, 2) == 1 and sessions_that_fit(0.5, 1) == 1 and sessions_that_fit(0.010, 4) == 5
+
+
+def test_session_slots_are_taken_at_once_and_malformed_messages_close_cleanly(client: TestClient) -> None:
+    """With one slot, a second connection arriving before the first has started is refused (the count used to grow
+    only once a session ran, so simultaneous clients all got in); a text message that is not a JSON object ends
+    the session with a protocol-error code and a reason, and frees the slot."""
+    with client.websocket_connect("/ws/astronaut") as first:
+        with client.websocket_connect("/ws/astronaut") as second:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                second.receive_text()
+            assert closed.value.code == 1013
+        first.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+        assert json.loads(first.receive_text())["type"] == "ready"
+        first.send_text("{not json")
+        message = first.receive()
+        while message["type"] != "websocket.close":  # frames and stats may come first
+            message = first.receive()
+        assert message["code"] == 1007 and "malformed" in message["reason"]
+    with client.websocket_connect("/ws/astronaut") as again:  # the slot is free again
+        again.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
+        assert json.loads(again.receive_text())["type"] == "ready"
+        again.send_text(json.dumps({"type": "stop"}))

@@ -48,11 +48,15 @@ class LiveConnection:
         self.session_id = uuid.uuid4().hex[:8]
 
     async def serve(self, portrait_id: str) -> None:
-        with self.state.lock:
-            full = len(self.state.live) >= self.state.max_sessions
-        if full:
+        if not self.state.reserve_slot(self.session_id):
             await self.ws.close(code=1013, reason=f"all {self.state.max_sessions} sessions are busy; try again later")
             return
+        try:
+            await self._serve(portrait_id)
+        finally:
+            self.state.release_slot(self.session_id)
+
+    async def _serve(self, portrait_id: str) -> None:
         try:
             session, rate = await self._open(portrait_id)
         except HTTPException as e:
@@ -76,6 +80,8 @@ class LiveConnection:
             await self._receive(live, rate)
         except WebSocketDisconnect:
             pass
+        except ValueError:  # a protocol error: closed with its reason, not a traceback in the log
+            await self.ws.close(code=1007, reason="malformed message: audio is int16 PCM, text a JSON object")
         finally:
             sender.cancel()
             reporter.cancel()
@@ -146,7 +152,10 @@ class LiveConnection:
             if message.get("bytes") is not None:
                 live.push_audio(np.frombuffer(message["bytes"], "<i2"), rate)
             elif message.get("text") is not None:
-                kind = json.loads(message["text"]).get("type")
+                command = json.loads(message["text"])
+                if not isinstance(command, dict):
+                    raise ValueError("not a JSON object")
+                kind = command.get("type")
                 if kind == "interrupt":
                     live.interrupt()
                 elif kind == "stop":

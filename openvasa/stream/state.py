@@ -25,6 +25,20 @@ class ServerState:
     dropped_frames: int = 0
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="openvasa-serve-")))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    slots: set = field(default_factory=set)  # ids of the connections holding a live-session slot
+
+    def reserve_slot(self, connection_id: str) -> bool:
+        """Take one of max_sessions slots for a connection, at once and under the lock: connections that arrive
+        together cannot all pass a count that only grows once their sessions have started."""
+        with self.lock:
+            if len(self.slots) >= self.max_sessions:
+                return False
+            self.slots.add(connection_id)
+            return True
+
+    def release_slot(self, connection_id: str) -> None:
+        with self.lock:
+            self.slots.discard(connection_id)
 
     def portrait(self, portrait_id: str) -> Portrait:
         if portrait_id not in self.portraits:
