@@ -12,6 +12,7 @@ Live protocol (WebSocket /ws/{portrait_id}?gaze=x,y&distance=1&emotion=happy&mot
                     pictures skipped by the server and dropped for the client.
 The app (routes) is here; a live connection is openvasa.stream.connection, offline jobs openvasa.stream.jobs,
 what the server keeps openvasa.stream.state, the default session limit openvasa.stream.capacity.
+Close codes: 1013 all sessions busy; 1008 bad start (portrait, controls, rate); 1007 a malformed message.
 HTTP: GET / (web page), GET /api/portraits, POST /api/portraits (image upload), GET /api/health,
 GET /api/metrics, POST /api/generate (offline: audio upload -> job), GET /api/jobs/{id}, GET /api/jobs/{id}/video.
 """
