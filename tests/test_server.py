@@ -114,7 +114,7 @@ def test_offline_job_renders_an_mp4(client: TestClient, tmp_path: Path) -> None:
     job_id = job.json()["job"]
     for _ in range(1200):  # up to 5 minutes: generous for slow machines
         status = client.get(f"/api/jobs/{job_id}").json()
-        if status["status"] != "running":
+        if status["status"] not in ("queued", "running"):
             break
         time.sleep(0.25)
     assert status["status"] == "done" and status["progress"] == 1.0
@@ -222,3 +222,24 @@ def test_session_slots_are_taken_at_once_and_malformed_messages_close_cleanly(cl
         again.send_text(json.dumps({"type": "start", "sample_rate": 16000}))
         assert json.loads(again.receive_text())["type"] == "ready"
         again.send_text(json.dumps({"type": "stop"}))
+
+
+def test_offline_jobs_wait_in_a_bounded_queue() -> None:
+    """Jobs run one at a time; with room for one waiting job, a third posted at once is refused with 429 and a
+    Retry-After instead of starting a third generation on the same cores; the accepted ones finish."""
+    speech = load_audio(shared_file("videos/mimictalk_German_20s.mp4"))[:16000]
+    wav = io.BytesIO()
+    sf.write(wav, speech, 16000, format="WAV")
+    with TestClient(create_app(max_sessions=1, clock=ManualClock(), max_waiting_jobs=1)) as client:
+        answers = [client.post("/api/generate", files={"audio": ("s.wav", wav.getvalue())}) for _ in range(3)]
+        codes = [a.status_code for a in answers]
+        assert codes.count(200) in (1, 2) and 429 in codes, codes
+        refused = next(a for a in answers if a.status_code == 429)
+        assert int(refused.headers["Retry-After"]) > 0 and "full" in refused.json()["detail"]
+        for job_id in [a.json()["job"] for a in answers if a.status_code == 200]:
+            for _ in range(1200):
+                status = client.get(f"/api/jobs/{job_id}").json()["status"]
+                if status not in ("queued", "running"):
+                    break
+                time.sleep(0.25)
+            assert status == "done"

@@ -35,16 +35,22 @@ from openvasa.errors import OpenVasaError
 from openvasa.pipeline import prepare_portrait
 from openvasa.stream.capacity import cores, session_cost, sessions_that_fit
 from openvasa.stream.connection import LiveConnection
-from openvasa.stream.jobs import Job, start_job
+from openvasa.stream.jobs import MAX_WAITING_JOBS, RETRY_AFTER_S, Job, JobQueue
 from openvasa.stream.realtime import Clock
 from openvasa.stream.state import ServerState, parse_controls
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = time.monotonic) -> FastAPI:
+def create_app(
+    max_sessions: int | None = None,
+    steps: int = 10,
+    clock: Clock = time.monotonic,
+    max_waiting_jobs: int = MAX_WAITING_JOBS,
+) -> FastAPI:
     """The server's app; `clock` drives its live sessions (tests pass a ManualClock)."""
     state = ServerState(max_sessions=max_sessions or cores(), steps=steps)
+    jobs = JobQueue(max_waiting_jobs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -106,16 +112,20 @@ def create_app(max_sessions: int | None = None, steps: int = 10, clock: Clock = 
         controls = parse_controls({key: value for key, value in form.items() if isinstance(value, str)})
         chosen = state.portrait(portrait)
         job = Job(uuid.uuid4().hex[:12])
-        state.jobs[job.id] = job
         source = state.work_dir / f"{job.id}.audio"
-        source.write_bytes(data)
 
         def work(report: Callable[[float], None]) -> Path:
             from openvasa import pipeline
 
             return pipeline.generate(chosen, source, state.work_dir / f"{job.id}.mp4", controls, on_progress=report)
 
-        start_job(job, work, cleanup=lambda: source.unlink(missing_ok=True))
+        source.write_bytes(data)
+        if not jobs.submit(job, work, cleanup=lambda: source.unlink(missing_ok=True)):
+            source.unlink(missing_ok=True)
+            raise HTTPException(
+                429, "the offline queue is full; try again later", headers={"Retry-After": str(RETRY_AFTER_S)}
+            )
+        state.jobs[job.id] = job
         return {"job": job.id}
 
     @app.get("/api/jobs/{job_id}")
