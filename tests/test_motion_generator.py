@@ -273,6 +273,10 @@ def test_checkpoints_load_safely_and_name_their_version(tmp_path):
     torch.save({"dit": {}, "train": {}, "payload": OpenVasaError("an object")}, hostile)
     with pytest.raises(OpenVasaError, match="not a motion checkpoint"):
         MotionCheckpoint.load(hostile)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(OpenVasaError, match="not a motion checkpoint"):
+        MotionCheckpoint.load(tensor)
     text = tmp_path / "text.pt"
     text.write_text("hello")
     with pytest.raises(OpenVasaError, match="not a motion checkpoint"):

@@ -54,6 +54,8 @@ class MotionCheckpoint:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 (torch raises many kinds for a file that is not a checkpoint)
             raise OpenVasaError(f"{path} is not a motion checkpoint: {e}") from e
+        if not isinstance(payload, dict):
+            raise OpenVasaError(f"{path} is not a motion checkpoint: it holds a {type(payload).__name__}")
         version = payload.get("version", 1)
         if version != CHECKPOINT_VERSION:
             raise OpenVasaError(

@@ -58,7 +58,6 @@ class MouthLayer:
         offset = np.array([x0, y0])
         mask = polygon_mask((y1 - y0, x1 - x0), contour, offset)
         interior = self._interior(target, offset, (y1 - y0, x1 - x0))
-        interior = cv2.GaussianBlur(interior, (0, 0), SOFTEN * float(lm.eye_distance(target)))
         if self.own_interior is not None:
             self._overlay_own_teeth(interior, target, offset)
         alpha = (cv2.GaussianBlur(mask, (3, 3), 0) * strength)[..., None]
@@ -66,7 +65,7 @@ class MouthLayer:
         frame[y0:y1, x0:x1] = (roi + alpha * (interior - roi)).astype(np.uint8)
 
     def _interior(self, target: np.ndarray, offset: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """(h, w, 3) float32 picture of the mouth interior in the ROI."""
+        """(h, w, 3) float32 picture of the mouth interior in the ROI, softened (SOFTEN)."""
         h, w = shape
         eye_dist = float(lm.eye_distance(target))
         upper = target[list(lm.LIPS_INNER_UPPER), :2] - offset
@@ -105,7 +104,7 @@ class MouthLayer:
         teeth_colour = self.teeth * (shade * np.clip(0.88 + 0.12 * t_up, 0.88, 1.0))[..., None]
         out += teeth_up[..., None] * (teeth_colour - out)
         out += (0.8 * teeth_lo)[..., None] * (self.teeth * 0.8 * shade[..., None] - out)
-        return out
+        return cv2.GaussianBlur(out, (0, 0), SOFTEN * eye_dist)
 
     def _overlay_own_teeth(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
         """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`."""

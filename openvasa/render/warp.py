@@ -185,11 +185,11 @@ def _head_and_border_points(
     pts, wts, anchors, layers = pts[keep], wts[keep], anchors[keep], layers[keep]
     # Room towards the nearest still point straight below / above (left / right) of each point: the frame's edge
     # where it is held there, else the context's edge.
-    xy, still_xy = pts[:, :2], still
+    xy = pts[:, :2]
     room_low, room_high = np.empty_like(xy), np.empty_like(xy)
     for axis in (0, 1):
-        across = np.abs(xy[:, None, 1 - axis] - still_xy[None, :, 1 - axis]) <= size / BORDER_STEPS  # (M, B)
-        gap = xy[:, None, axis] - still_xy[None, :, axis]  # (M, B) > 0 where the still point is below
+        across = np.abs(xy[:, None, 1 - axis] - still[None, :, 1 - axis]) <= size / BORDER_STEPS  # (M, B)
+        gap = xy[:, None, axis] - still[None, :, axis]  # (M, B) > 0 where the still point is below
         room_low[:, axis] = np.where(across & (gap > 0), gap, np.inf).min(1)
         room_high[:, axis] = np.where(across & (gap < 0), -gap, np.inf).min(1)
     bound = size + 2 * margin
