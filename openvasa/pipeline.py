@@ -109,15 +109,16 @@ def generate(
     audio: np.ndarray | str | Path,
     output: str | Path | None = None,
     controls: MotionControls | None = None,
-    seed: int = 0,
-    fps: float = FPS,
-    face_index: int | None = None,
-    progress: bool = False,
+    *,
     motion: str = "dit",
-    settings: GenerationSettings | None = None,
-    on_progress: Callable[[float], None] | None = None,
     checkpoint: str | Path | None = None,
+    settings: GenerationSettings | None = None,
+    seed: int = 0,
+    face_index: int | None = None,
     framing: str = "auto",
+    fps: float = FPS,
+    progress: bool = False,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Path | list[np.ndarray]:
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
     array or audio file).
@@ -245,9 +246,10 @@ def reenact(
     video: str | Path,
     output: str | Path | None = None,
     mode: str = "full",
+    *,
     face_index: int | None = None,
-    progress: bool = False,
     framing: str = "auto",
+    progress: bool = False,
 ) -> Path | list[np.ndarray]:
     """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
     _check_reenact_mode(mode)

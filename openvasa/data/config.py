@@ -10,6 +10,7 @@ import numpy as np
 from openvasa.face.latent import (
     FaceBasis,
 )
+from openvasa.units import FPS
 
 FORMAT_VERSION = 1  # bump when the shard contents change: every clip is then prepared again
 
@@ -18,7 +19,7 @@ FORMAT_VERSION = 1  # bump when the shard contents change: every clip is then pr
 class PrepConfig:
     """Settings of a prep run. All of them enter the config hash that decides whether a clip is redone."""
 
-    fps: float = 25.0  # output frame rate
+    fps: float = FPS  # output frame rate
     min_segment_s: float = 2.0  # shorter segments are dropped
     scene_cut_threshold: float = 20.0  # mean abs change of a 32x32 grey thumbnail, grey levels (talking: < 13)
     landmark_jump_threshold: float = 0.3  # median rigid-point move in one frame, eye distances (talking: < 0.1)

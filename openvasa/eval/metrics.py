@@ -2,6 +2,9 @@
 what each measures and where it falls short). Angles are in degrees, landmarks in pixels of the 512 framing,
 canonical shapes in eye distances."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import linalg
 
@@ -50,6 +53,56 @@ def blink_rate(eyes: np.ndarray, fps: float) -> float:
     closed = openness < 0.5 * np.median(openness)
     onsets = np.count_nonzero(closed[1:] & ~closed[:-1]) + int(closed[0])
     return onsets / (len(eyes) / fps) * 60
+
+
+@dataclass
+class MotionPair:
+    """A motion and the real clip's, with what the motion metrics need to compare them (cut to the common length)."""
+
+    latent: FaceLatent
+    real: FaceLatent
+    neutral: np.ndarray  # (478, 3) the person's neutral shape
+    basis: FaceBasis
+    loudness: np.ndarray  # (T,) frame energy of the audio
+    fps: float
+
+    def __post_init__(self) -> None:
+        n = min(len(self.latent), len(self.real), len(self.loudness))
+        self.latent, self.real, self.loudness = self.latent[:n], self.real[:n], self.loudness[:n]
+
+    def mouth(self, latent: FaceLatent) -> np.ndarray:
+        return mouth_opening(latent, self.neutral, self.basis)
+
+
+@dataclass(frozen=True)
+class Metric:
+    header: str  # table column
+    fmt: str
+    score: Callable[[MotionPair], float]
+
+
+# Every metric of a motion against the real one, by key: the evaluators (eval.suite on re-detected renders,
+# eval.motion_quality in the latent) score and tabulate from here, so a metric is added once.
+MOTION_METRICS: dict[str, Metric] = {
+    "mouth_r": Metric("mouth r", "{:.3f}", lambda p: correlation(p.mouth(p.latent), p.mouth(p.real))),
+    "lip_error": Metric("lip error", "{:.4f}", lambda p: lip_error(p.latent, p.real, p.neutral, p.basis)),
+    "pose_variation": Metric("ΔP (deg/frame)", "{:.3f}", lambda p: pose_variation(p.latent.pose)),
+    "pose_std_deg": Metric("pose std (deg)", "{:.2f}", lambda p: pose_std(p.latent.pose)),
+    "audio_pose_r": Metric("audio-pose r", "{:.3f}", lambda p: audio_pose_correlation(p.latent.pose, p.loudness)),
+    "blinks_per_min": Metric("blinks/min", "{:.1f}", lambda p: blink_rate(p.latent.eyes, p.fps)),
+}
+
+
+def score_motion(pair: MotionPair) -> dict[str, float]:
+    return {key: metric.score(pair) for key, metric in MOTION_METRICS.items()}
+
+
+def table(rows: dict[str, dict[str, float]], columns: list[tuple[str, str, str]]) -> list[str]:
+    """Markdown lines: a row per method, a column per (key, header, format)."""
+    lines = ["| method | " + " | ".join(h for _, h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for method, row in rows.items():
+        lines.append(f"| {method} | " + " | ".join(f.format(row[k]) for k, _, f in columns) + " |")
+    return lines
 
 
 def jitter(landmarks: np.ndarray) -> float:

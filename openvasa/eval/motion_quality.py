@@ -4,12 +4,8 @@ frame, compare with the real motion of the clip (in the face latent, decoded to 
     python -m openvasa.eval.motion_quality --index out/prep/index.json [--out out/motion_quality.md]
     python -m openvasa.eval.motion_quality --index out/prep_stream/index.json --checkpoint X --live  # live model
 
-Metrics per method (the real clip itself is the reference row):
-- mouth r: Pearson correlation of mouth opening (pose-free, decoded landmarks) with the real one;
-- lip error: mean distance of the 40 lip landmarks to the real ones, in eye distances (canonical frame);
-- pose std: standard deviation of yaw and pitch in degrees (head-motion intensity), and its ratio to real;
-- blinks/min: eye-openness dips below half of the clip's median;
-- audio-pose r: correlation of head-motion speed with loudness (does the head move with speech rhythm).
+Metrics per method: eval.metrics.MOTION_METRICS (what each measures: docs/metrics.md), the same as the rendered
+suite's, plus pose std / real; the real clip itself is the reference row.
 """
 
 import argparse
@@ -50,19 +46,9 @@ def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
     return clips
 
 
-def clip_metrics(
-    latent: FaceLatent, real: FaceLatent, neutral: np.ndarray, audio: np.ndarray, basis: FaceBasis, fps: float = 25.0
-) -> dict[str, float]:
-    n = min(len(latent), len(real))
-    latent, real = latent[:n], real[:n]
-    loud = frame_energy_features(audio, fps)[:n, 0]
-    return {
-        "mouth_r": m.correlation(m.mouth_opening(latent, neutral, basis), m.mouth_opening(real, neutral, basis)),
-        "lip_error": m.lip_error(latent, real, neutral, basis),
-        "pose_std_deg": m.pose_std(latent.pose),
-        "blinks_per_min": m.blink_rate(latent.eyes, fps),
-        "audio_pose_r": m.audio_pose_correlation(latent.pose, loud),
-    }
+def clip_metrics(latent: FaceLatent, clip: ClipMotion, basis: FaceBasis) -> dict[str, float]:
+    loudness = frame_energy_features(clip.audio, FPS)[:, 0]
+    return m.score_motion(m.MotionPair(latent, clip.latent, clip.neutral, basis, loudness, FPS))
 
 
 def evaluate(
@@ -76,14 +62,14 @@ def evaluate(
     if generator is not None:
         methods[model] = []
     for clip in load_validation_clips(index):
-        methods["real"].append(clip_metrics(clip.latent, clip.latent, clip.neutral, clip.audio, basis))
+        methods["real"].append(clip_metrics(clip.latent, clip, basis))
         identity = Identity(clip.neutral, clip.reference)
         rest_open = identity.rest_opening(basis)
         for seed in range(seeds):
             base = generate_baseline_motion(
                 clip.audio, FPS, identity.reference, basis, seed=seed, rest_opening=rest_open
             )
-            methods["baseline"].append(clip_metrics(base, clip.latent, clip.neutral, clip.audio, basis))
+            methods["baseline"].append(clip_metrics(base, clip, basis))
             if generator is not None:
                 gen = generator.generate(
                     clip.audio,
@@ -94,20 +80,16 @@ def evaluate(
                     settings=settings,
                     rest_opening=rest_open,
                 )
-                methods[model].append(clip_metrics(gen, clip.latent, clip.neutral, clip.audio, basis))
+                methods[model].append(clip_metrics(gen, clip, basis))
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
 
 
 def markdown(results: dict[str, dict[str, float]]) -> str:
     real_pose = results["real"]["pose_std_deg"]
-    lines = ["| method | mouth r | lip error | pose std (deg) | pose std / real | blinks/min | audio-pose r |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for method, r in results.items():
-        lines.append(
-            f"| {method} | {r['mouth_r']:.3f} | {r['lip_error']:.4f} | {r['pose_std_deg']:.2f} | "
-            f"{r['pose_std_deg'] / real_pose:.2f} | {r['blinks_per_min']:.1f} | {r['audio_pose_r']:.3f} |"
-        )
-    return "\n".join(lines)
+    rows = {method: {**r, "pose_std_ratio": r["pose_std_deg"] / real_pose} for method, r in results.items()}
+    columns = [(key, metric.header, metric.fmt) for key, metric in m.MOTION_METRICS.items()]
+    columns.insert(list(m.MOTION_METRICS).index("pose_std_deg") + 1, ("pose_std_ratio", "pose std / real", "{:.2f}"))
+    return "\n".join(m.table(rows, columns))
 
 
 def main() -> None:

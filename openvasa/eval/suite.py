@@ -202,18 +202,12 @@ def clip_scores(
     audio_features: np.ndarray,
     loudness: np.ndarray,
 ) -> dict[str, float]:
-    basis = codec.basis
-    lat = measured.latent
-    sync = sync_scores(judge, lip_features(lat, basis), audio_features, SYNC_MAX_OFFSET)
-    mouth = m.mouth_opening(lat, neutral, basis)
+    """The motion metrics (eval.metrics.MOTION_METRICS) on the re-detected motion, lip sync, and what only
+    rendered frames show."""
+    pair = m.MotionPair(measured.latent, real.latent, neutral, codec.basis, loudness, FPS)
     return {
-        **sync,
-        "mouth_r": m.correlation(mouth, m.mouth_opening(real.latent, neutral, basis)),
-        "lip_error": m.lip_error(lat, real.latent, neutral, basis),
-        "pose_variation": m.pose_variation(lat.pose),
-        "pose_std_deg": m.pose_std(lat.pose),
-        "audio_pose_r": m.audio_pose_correlation(lat.pose, loudness),
-        "blinks_per_min": m.blink_rate(lat.eyes, FPS),
+        **sync_scores(judge, lip_features(measured.latent, codec.basis), audio_features, SYNC_MAX_OFFSET),
+        **m.score_motion(pair),
         "jitter": m.jitter(measured.landmarks),
         "flicker": measured.flicker,
         "identity_distance": measured.identity,
@@ -362,14 +356,9 @@ def drift_check(clips: list[Clip], config: EvalConfig, codec: FaceLatentCodec) -
 COLUMNS = [  # key, header, format
     ("sync_confidence", "sync conf", "{:.3f}"),
     ("sync_offset", "sync offset", "{:+.1f}"),
-    ("mouth_r", "mouth r", "{:.3f}"),
-    ("lip_error", "lip error", "{:.4f}"),
-    ("pose_variation", "ΔP (deg/frame)", "{:.3f}"),
+    *((key, metric.header, metric.fmt) for key, metric in m.MOTION_METRICS.items()),
     ("pose_variation_ratio", "ΔP / real", "{:.2f}"),
-    ("pose_std_deg", "pose std (deg)", "{:.2f}"),
-    ("audio_pose_r", "audio-pose r", "{:.3f}"),
     ("motion_fd", "motion FD", "{:.1f}"),
-    ("blinks_per_min", "blinks/min", "{:.1f}"),
     ("jitter", "jitter (px)", "{:.3f}"),
     ("flicker", "flicker", "{:.3f}"),
     ("identity_distance", "identity dist", "{:.3f}"),
@@ -377,9 +366,7 @@ COLUMNS = [  # key, header, format
 
 
 def markdown(results: dict) -> str:
-    lines = ["| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for method, row in results["methods"].items():
-        lines.append(f"| {method} | " + " | ".join(f.format(row[k]) for k, _, f in COLUMNS) + " |")
+    lines = m.table(results["methods"], COLUMNS)
     lines += [
         "",
         f"{len(results['clips'])} clips, {results['audio_seconds']:.1f} s of audio, {results['frames']} frames.",

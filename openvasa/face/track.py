@@ -29,10 +29,13 @@ class TrackedClip:
     to_crop: np.ndarray
 
 
+FIRST_FACE_SEARCH = 25  # frames searched for the face the crop is fixed on
+
+
 def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedClip:
     """Fix one crop from the first frame where a face is found (the camera is assumed still), then track."""
     with FaceAnalyzer(static=True) as finder:
-        for first in frames[: min(len(frames), 25)]:
+        for first in frames[:FIRST_FACE_SEARCH]:
             boxes = finder.detect(first)
             points = finder.landmarks_in_box(first, boxes[0]) if boxes else None
             if points is not None:
