@@ -127,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="live sessions at once (default: as many as fit at 25 fps, measured at start)",
     )
     srv.add_argument("--steps", type=int, default=10, help="sampling steps of the live motion model")
+    srv.add_argument(
+        "--token",
+        default=os.environ.get("OPENVASA_TOKEN"),
+        help="require this token on every endpoint but /api/health (Authorization: Bearer, or ?token=; default: "
+        "$OPENVASA_TOKEN). Set one before listening beyond this machine",
+    )
+    srv.add_argument(
+        "--cors-origin", action="append", default=[], help="let pages from this origin call the API (repeatable)"
+    )
+    srv.add_argument(
+        "--job-ttl-minutes", type=float, default=60.0, help="an offline job's video is deleted this long after it ends"
+    )
+    srv.add_argument("--max-session-minutes", type=float, default=60.0, help="a live session is closed after this long")
     return parser
 
 
@@ -143,8 +156,10 @@ def run(args: argparse.Namespace) -> Path:
 
     if args.command == "serve":
         from openvasa.stream.server import serve
+        from openvasa.stream.state import ServerLimits
 
-        serve(args.host, args.port, args.max_sessions, args.steps)
+        limits = ServerLimits(job_ttl_s=args.job_ttl_minutes * 60, max_session_s=args.max_session_minutes * 60)
+        serve(args.host, args.port, args.max_sessions, args.steps, limits, args.token, tuple(args.cors_origin))
         return Path(f"http://{args.host}:{args.port}/")
 
     if args.command == "eval":
@@ -171,18 +186,18 @@ def run(args: argparse.Namespace) -> Path:
             args.audio,
             args.output,
             controls,
-            args.seed,
-            args.fps,
-            args.face_index,
-            progress=True,
             motion=args.motion,
             settings=settings,
+            seed=args.seed,
+            face_index=args.face_index,
             framing=args.framing,
+            fps=args.fps,
+            progress=True,
         )
     if args.command == "reenact":
         mode = "pose" if args.pose_only else "expression" if args.expression_only else "full"
         return pipeline.reenact(
-            args.image, args.video, args.output, mode, args.face_index, progress=True, framing=args.framing
+            args.image, args.video, args.output, mode, face_index=args.face_index, framing=args.framing, progress=True
         )
     return run_demo(args.output)
 

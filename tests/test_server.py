@@ -21,6 +21,7 @@ from openvasa.io.media import load_audio, probe_duration
 from openvasa.stream.capacity import session_cost, sessions_that_fit
 from openvasa.stream.realtime import ManualClock
 from openvasa.stream.server import create_app
+from openvasa.stream.state import ServerLimits
 from tests.conftest import shared_file
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
@@ -131,6 +132,8 @@ def _free_port() -> int:
 
 
 def test_web_page_in_headless_chromium() -> None:
+    """The page of a server started with a token, opened with it: the live session, its controls and stats, and
+    a second visitor told the server is busy."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (make test installs it)")
@@ -139,7 +142,7 @@ def test_web_page_in_headless_chromium() -> None:
 
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(max_sessions=1), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(max_sessions=1, token="page-token"), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -156,7 +159,7 @@ def test_web_page_in_headless_chromium() -> None:
                 ],
             )
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(f"http://127.0.0.1:{port}/?token=page-token")  # the page carries the token on
             assert page.title().startswith("openvasa")
             # Alive at once: the portrait is drawn, and moves (blinks, head), before anyone talks.
             page.wait_for_function("window.openvasa.drawn > 10", timeout=60000)
@@ -174,7 +177,7 @@ def test_web_page_in_headless_chromium() -> None:
             stats = page.text_content("#stats")
             # A second visitor while the one session is in use gets a readable answer.
             other = browser.new_page()
-            other.goto(f"http://127.0.0.1:{port}/")
+            other.goto(f"http://127.0.0.1:{port}/?token=page-token")  # the page carries the token on
             other.wait_for_function("document.getElementById('status').textContent.includes('busy:')", timeout=60000)
             busy = other.text_content("#status")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -230,7 +233,7 @@ def test_offline_jobs_wait_in_a_bounded_queue() -> None:
     speech = load_audio(shared_file("videos/mimictalk_German_20s.mp4"))[:16000]
     wav = io.BytesIO()
     sf.write(wav, speech, 16000, format="WAV")
-    with TestClient(create_app(max_sessions=1, clock=ManualClock(), max_waiting_jobs=1)) as client:
+    with TestClient(create_app(max_sessions=1, clock=ManualClock(), limits=ServerLimits(max_waiting_jobs=1))) as client:
         answers = [client.post("/api/generate", files={"audio": ("s.wav", wav.getvalue())}) for _ in range(3)]
         codes = [a.status_code for a in answers]
         assert codes.count(200) in (1, 2) and 429 in codes, codes

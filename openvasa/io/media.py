@@ -1,5 +1,6 @@
 """Decode audio, video and images with FFmpeg (PyAV) and OpenCV; encode H.264/AAC mp4 files atomically."""
 
+import io
 import math
 import os
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import PIL.Image
 import soxr
 from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
@@ -337,20 +339,34 @@ def _over_white(bgra: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 (HxWx3): grayscale is expanded, transparency is composited onto white."""
+    """Read an image file as RGB uint8 (HxWx3): grayscale is expanded, transparency is composited onto white."""
     path = _check_file(path)
-    # imdecode, unlike imread, opens non-ASCII paths on every platform.
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise OpenVasaError(f"{path}: not a readable image")
-    if max(image.shape[:2]) > MAX_IMAGE_SIDE:
-        height, width = image.shape[:2]
-        raise OpenVasaError(f"{path}: image is too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
+    # Read as bytes: imdecode, unlike imread, opens non-ASCII paths on every platform.
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) as load_image does. Its size is read from
+    the header first: a small file can declare a canvas of billions of pixels, refused here before decoding."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except PIL.Image.DecompressionBombError:
+        raise OpenVasaError(f"{name}: image is too large (limit {MAX_IMAGE_SIDE} px a side)") from None
+    except (OSError, ValueError):
+        raise OpenVasaError(f"{name}: not a readable image (JPEG, PNG, WebP, BMP, TIFF)") from None
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise OpenVasaError(f"{name}: image is too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
+    buffer = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise OpenVasaError(f"{name}: not a readable image")
+    if max(image.shape[:2]) > MAX_IMAGE_SIDE:  # a header that lied
+        raise OpenVasaError(f"{name}: image is too large (limit {MAX_IMAGE_SIDE} px a side)")
     if image.ndim == 3 and image.shape[2] == 4 and image.dtype in (np.uint8, np.uint16):
         return _over_white(image)
     # Decoded again: IMREAD_COLOR applies the EXIF orientation and converts gray and 16-bit to 8-bit BGR.
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -81,7 +81,7 @@ def checkpoint_settings(path: Path) -> dict:
         with zipfile.ZipFile(path) as archive:
             pickled = next(name for name in archive.namelist() if name.endswith("/data.pkl"))
             return _WithoutTensors(io.BytesIO(archive.read(pickled))).load()
-    except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+    except Exception as e:  # noqa: BLE001 (a damaged zip or pickle raises many kinds: found by tests/test_fuzz.py)
         raise OpenVasaError(f"{path} is not a motion checkpoint: {e}") from e
 
 

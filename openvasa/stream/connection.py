@@ -27,6 +27,32 @@ STATS_EVERY_S = 1.0
 LATENCIES = ("normal", "low")
 
 
+class ClientLimit(Exception):
+    """A client went past one of ServerLimits: its session is closed with this code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def start_rate(text: str) -> int:
+    """The client's sample rate from its start message; ValueError, saying what to send, for anything else."""
+    try:
+        start = json.loads(text)
+    except ValueError:
+        start = None
+    rate = start.get("sample_rate", SAMPLE_RATE) if isinstance(start, dict) else None
+    if not isinstance(start, dict) or start.get("type") != "start" or rate not in SUPPORTED_RATES:
+        raise ValueError(f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
+    return int(rate)
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"seed must be a whole number, got {text[:20]!r}")
+    return int(text)
+
+
 def frame_message(frame: StreamFrame, rate_audio: np.ndarray, with_image: bool) -> bytes:
     pcm = to_pcm16(rate_audio).tobytes()
     jpeg = b""
@@ -65,6 +91,11 @@ class LiveConnection:
         except (ValueError, OpenVasaError) as e:
             await self.ws.close(code=1008, reason=str(e)[:120])
             return
+        except ClientLimit as e:
+            await self.ws.close(code=e.code, reason=e.reason)
+            return
+        except WebSocketDisconnect:
+            return
         loop = asyncio.get_running_loop()
         live = LiveSession(
             session,
@@ -82,6 +113,8 @@ class LiveConnection:
             pass
         except ValueError:  # a protocol error: closed with its reason, not a traceback in the log
             await self.ws.close(code=1007, reason="malformed message: audio is int16 PCM, text a JSON object")
+        except ClientLimit as e:
+            await self.ws.close(code=e.code, reason=e.reason)
         finally:
             sender.cancel()
             reporter.cancel()
@@ -99,10 +132,10 @@ class LiveConnection:
         params = self.ws.query_params
         controls = parse_controls(dict(params))
         portrait = await asyncio.to_thread(self.state.portrait, portrait_id)
-        start = json.loads(await self.ws.receive_text())
-        rate = int(start.get("sample_rate", SAMPLE_RATE))
-        if start.get("type") != "start" or rate not in SUPPORTED_RATES:
-            raise HTTPException(400, f"send {{'type': 'start', 'sample_rate': one of {SUPPORTED_RATES}}} first")
+        message = await self._next_message()
+        if message.get("text") is None:
+            raise ValueError("the first message must be the text start message")
+        rate = start_rate(message["text"])
         latency = params.get("latency", "normal")
         if latency not in LATENCIES:
             raise HTTPException(400, f"latency must be one of {', '.join(LATENCIES)}")
@@ -111,7 +144,7 @@ class LiveConnection:
                 TalkingSession,
                 portrait,
                 controls,
-                seed=int(params.get("seed", 0)),
+                seed=_seed(params.get("seed", "0")),
                 steps=self.state.steps,
                 output_rate=rate,
                 low_latency=latency == "low",
@@ -138,19 +171,49 @@ class LiveConnection:
                 await self.ws.send_bytes(message)
 
     async def _report(self, live: LiveSession) -> None:
-        """What the page shows while the session runs."""
+        """What the page shows while the session runs; a client that has stopped reading is closed once its backlog
+        (audio kept, pictures dropped) passes the limit, so that it cannot grow the server's memory."""
+        backlog = self.state.limits.max_backlog_s * FPS
         while True:
             await asyncio.sleep(STATS_EVERY_S)
+            if self.outgoing.qsize() > backlog:
+                log.warning("session %s: the client stopped reading; closing it", self.session_id)
+                live.close()
+                await self.ws.close(code=1008, reason=f"not reading: {self.state.limits.max_backlog_s:g} s behind")
+                return
             stats = {k: round(v, 1) for k, v in live.stats.summary().items()}
             self.outgoing.put_nowait(json.dumps({"type": "stats", **stats, "dropped_pictures": self.dropped}))
 
+    async def _next_message(self) -> dict:
+        """The client's next message, within the idle time and size limits; WebSocketDisconnect when it is gone."""
+        limits = self.state.limits
+        try:
+            message = await asyncio.wait_for(self.ws.receive(), limits.idle_timeout_s)
+        except TimeoutError:
+            raise ClientLimit(1008, f"idle for {limits.idle_timeout_s:g} s") from None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        payload = message.get("bytes") if message.get("bytes") is not None else message.get("text") or ""
+        if len(payload) > limits.max_message_bytes:
+            raise ClientLimit(1009, f"messages up to {limits.max_message_bytes} bytes")
+        return message
+
     async def _receive(self, live: LiveSession, rate: int) -> None:
+        """Audio and commands until the client stops; ClientLimit when it sends audio faster than real time (beyond a
+        burst) or stays longer than a session may."""
+        limits = self.state.limits
+        started, received_s = self.clock(), 0.0
         while live.running:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
+            message = await self._next_message()
+            elapsed = self.clock() - started
+            if elapsed > limits.max_session_s:
+                raise ClientLimit(1008, f"sessions last at most {limits.max_session_s / 60:g} min; start a new one")
             if message.get("bytes") is not None:
-                live.push_audio(np.frombuffer(message["bytes"], "<i2"), rate)
+                pcm = np.frombuffer(message["bytes"], "<i2")
+                received_s += len(pcm) / rate
+                if received_s - elapsed > limits.max_audio_ahead_s:
+                    raise ClientLimit(1008, f"audio more than {limits.max_audio_ahead_s:g} s ahead of real time")
+                live.push_audio(pcm, rate)
             elif message.get("text") is not None:
                 command = json.loads(message["text"])
                 if not isinstance(command, dict):
@@ -158,5 +221,6 @@ class LiveConnection:
                 kind = command.get("type")
                 if kind == "interrupt":
                     live.interrupt()
+                    received_s = min(received_s, elapsed)  # the audio not yet shown is dropped: no longer ahead
                 elif kind == "stop":
                     return
