@@ -264,3 +264,18 @@ def test_a_long_session_keeps_time_memory_and_motion(astronaut_portrait, redetec
     start, end = openings(25), openings(32 * 25 + 25)  # 6 s of speech in the first and the last round
     print(f"\nmouth opening std: start {start.std():.4f}, end {end.std():.4f}")
     assert end.std() > 0.5 * start.std() and end.std() > 0.01
+
+
+def test_speech_detectors_side_by_side_keep_their_own_state(speech16: np.ndarray) -> None:
+    """Two sessions' detectors share one ONNX model but not its recurrent state: interleaved, each reports what it
+    reports alone (they shared the state, so one session's speech ended another's)."""
+    from openvasa.stream.vad import SpeechDetector
+
+    silence = np.zeros_like(speech16[: 16000 * 2])
+    alone = SpeechDetector().push(speech16[: 16000 * 4])
+    speaking, quiet = SpeechDetector(), SpeechDetector()
+    events = []
+    for i in range(0, 16000 * 4, 1600):
+        events += speaking.push(speech16[i : i + 1600])
+        quiet.push(np.concatenate([silence, silence])[i : i + 1600])
+    assert alone and events == alone

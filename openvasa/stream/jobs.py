@@ -2,7 +2,9 @@
 whole machine) from a bounded queue, polled by id; each with a time limit, forgotten (and its video deleted) a
 while after it ends."""
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -18,6 +20,7 @@ MAX_WAITING_JOBS = 4  # jobs queued behind the running one; beyond that a new on
 RETRY_AFTER_S = 30  # what a refused client is told to wait
 JOB_TIMEOUT_S = 600.0  # a running job past this is stopped (at its next frame)
 JOB_TTL_S = 3600.0  # an ended job, and its video, is kept this long for the client to fetch
+JOB_NICENESS = 10  # live sessions first: a job's threads run at this (lower) priority
 
 Work = Callable[[Callable[[float], None]], Path]  # work(report_progress) -> the video's path
 
@@ -79,6 +82,10 @@ class JobQueue:
                 job.path.unlink(missing_ok=True)
 
     def _run(self) -> None:
+        # Offline jobs yield the cores to live sessions: on Linux a thread has its own nice value, inherited by the
+        # drawing threads a generation starts.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
         while True:
             job, work = self._waiting.get()
             self.run(job, work)

@@ -1,6 +1,7 @@
 """End-of-speech detection for live sessions: Silero VAD (the `silero-vad` package ships its ONNX model, so
 nothing is downloaded), with hysteresis so that the short pauses inside a sentence do not end it."""
 
+import copy
 from functools import cache
 
 import numpy as np
@@ -24,7 +25,9 @@ class SpeechDetector:
     """Push 16 kHz audio as it arrives; get ("speech_start" | "speech_end", seconds into the stream) events."""
 
     def __init__(self) -> None:
-        self.model = _model()
+        # A shallow copy: the ONNX session (thread-safe, the costly part) is shared, the recurrent state is this
+        # detector's own, so that sessions running side by side do not feed each other's audio into it.
+        self.model = copy.copy(_model())
         self.model.reset_states()
         self.pending = np.zeros(0, np.float32)
         self.position = 0  # samples decided so far
