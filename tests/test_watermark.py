@@ -103,6 +103,11 @@ def test_mark_is_invisible_and_luma_only(portrait_frames, marked) -> None:
         pytest.param(lambda f: f[:, 51:], id="crop-10%-left"),
         pytest.param(lambda f: f[:-51], id="crop-10%-bottom"),
         pytest.param(lambda f: cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), id="grey"),
+        pytest.param(lambda f: cv2.resize(f[:, 51:], (512, 512)), id="crop-10%-stretched-back"),
+        pytest.param(
+            lambda f: cv2.copyMakeBorder(cv2.resize(f, (300, 300)), 50, 55, 200, 220, cv2.BORDER_CONSTANT),
+            id="shrunk-into-a-720x405-canvas",
+        ),
     ],
 )
 def test_single_frame_survives(marked, attack) -> None:
