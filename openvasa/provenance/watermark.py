@@ -38,7 +38,7 @@ FACE_COST = 0.004  # c / k in the face: measured face SSIM drops of 0.001-0.003
 BACKGROUND_COST = 0.05
 SSIM_C2 = (0.03 * 255) ** 2
 AMPLITUDE = (0.5, 5.0)  # RMS of the added luma, 0-255 levels: the weakest and strongest place
-RMS_BUDGET = 2.3  # the whole frame's RMS at most: PSNR >= 40.9 dB
+RMS_BUDGET = 2.3  # the whole frame's RMS at most: PSNR 40.9 dB (40.8 at worst measured, after rounding)
 FACE_MARGIN = 0.15  # the face's hull grown by this share of its size: the head moves
 MOTION = 12  # pixels: in the face a place is as weak as the flattest place this near (eyes and mouth move)
 KEY = b"openvasa-watermark-v1"  # public: anyone can read (and, with the code, forge or remove) the mark
@@ -54,7 +54,7 @@ CODED_BITS = 2 * (MESSAGE_BITS + CODE_MEMORY)
 HIGHPASS_SIGMA = 3.0  # pixels: removes what folding would leak from strong low frequencies of a partial tile
 CLIP = 3.0  # residual clipped at CLIP x its robust spread: an edge must not outweigh the texture around it
 # Sync z-score over TILE² offsets and the scales tried. On 11,247 frames of real video, one at a time, noise reached
-# 5.8 at most (0.4% above 5); a marked frame scores 10-19. Above it, the CRC must also hold (1 in 65,536 by chance).
+# 5.8 at most (0.4% above 5); a marked frame scores 9.5-19. Above it, the CRC must also hold (1 in 65,536 by chance).
 MIN_SCORE = 6.0
 PERIOD_FRAMES = 8  # the first frames, summed, tell the scale
 PERIOD_MIN_Z = 4.5  # a period peak this far above the autocorrelation's spread adds a scale to try
@@ -224,7 +224,7 @@ def codeword(payload: Payload) -> np.ndarray:
 class Watermark:
     """One video's mark: the payload's tile, and per frame size the pattern ready to add."""
 
-    def __init__(self, payload: Payload, face: np.ndarray | None = None) -> None:
+    def __init__(self, payload: Payload, face: np.ndarray | None) -> None:
         self.payload = payload
         self.face = face
         signs = 2.0 * codeword(payload) - 1.0
@@ -232,10 +232,9 @@ class Watermark:
         self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def new(
-        cls, model_version: int, face: np.ndarray | None = None, generator: int = GENERATOR_OPENVASA
-    ) -> "Watermark":
-        """A mark with a fresh random 32-bit video id; face: see strength_map."""
+    def new(cls, model_version: int, face: np.ndarray | None, generator: int = GENERATOR_OPENVASA) -> "Watermark":
+        """A mark with a fresh random 32-bit video id. face: the landmarks (N, 2+) (x, y) in frame pixels of the face
+        in the frames (e.g. the portrait's), where the mark is kept faint; None for frames without a face."""
         return cls(Payload(generator, model_version, secrets.randbits(32)), face)
 
     def _pattern(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,18 +257,17 @@ class Watermark:
 
 
 def strength_map(frame: np.ndarray, face: np.ndarray | None) -> np.ndarray:
-    """(H, W) float32 RMS of the mark for an RGB uint8 frame and its face's landmarks (N, 2+) (x, y) pixels, or
-    None to treat the whole frame as face: weak on flat skin, stronger in texture and in the background."""
+    """(H, W) float32 RMS of the mark for an RGB uint8 frame and its face's landmarks (N, 2+) (x, y) pixels (None:
+    no face): faint in the face, more so on flat skin, stronger in texture and in the background."""
     height, width = frame.shape[:2]
     luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
     mean = cv2.blur(luma, (7, 7))
     variance = np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0)
-    in_face = np.ones((height, width), np.uint8)
+    in_face = np.zeros((height, width), np.uint8)
     if face is not None:
         points = np.asarray(face, np.float32)[:, :2]
         centre = points.mean(axis=0)
         grown = centre + (points - centre) * (1 + FACE_MARGIN)
-        in_face[:] = 0
         cv2.fillConvexPoly(in_face, cv2.convexHull(np.rint(grown).astype(np.int32)), 1)
     kernel = np.ones((2 * MOTION + 1, 2 * MOTION + 1), np.uint8)
     face_amplitude = cv2.erode(np.sqrt(FACE_COST * (2 * variance + SSIM_C2)), kernel)
