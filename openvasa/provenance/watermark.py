@@ -252,6 +252,8 @@ class Watermark:
 
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """Marked copy of an RGB uint8 (H, W, 3) frame: the same luma delta on R, G and B, saturated at 0 and 255."""
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
         plus, minus = self._pattern(frame)
         return cv2.subtract(cv2.add(frame, plus), minus)
 
