@@ -13,6 +13,7 @@ ALLOWED = {
     "io": {"errors", "units"},
     "audio": {"errors", "units"},
     "face": {"errors", "io", "units"},
+    "provenance": {"errors", "io", "units"},
     "render": {"errors", "face", "units"},
     "motion": {"audio", "errors", "face", "io", "units"},
     "pipeline": {"errors", "face", "io", "motion", "render", "units"},

@@ -282,6 +282,20 @@ def _encode(
         container.mux(sound.encode())
 
 
+# Keys FFmpeg's mp4 muxer writes as iTunes-style tags (libavformat/movenc.c); it drops other keys unless told to
+# write QuickTime `mdta` tags, which keep any key.
+MP4_STANDARD_TAGS = frozenset(
+    "title artist album_artist composer album date comment genre copyright grouping lyrics description synopsis "
+    "show episode_id network keywords track disc".split()
+)
+
+
+def _mp4_options(metadata: dict[str, str] | None) -> dict[str, str]:
+    if metadata and not MP4_STANDARD_TAGS.issuperset(metadata):
+        return {"movflags": "use_metadata_tags"}
+    return {}
+
+
 def write_video(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -290,11 +304,13 @@ def write_video(
     sample_rate: int = SAMPLE_RATE,
     n_frames: int | None = None,
     progress: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Encode RGB uint8 frames (HxWx3) and optional mono audio to an H.264/AAC mp4; return the path.
 
     The audio is trimmed, or padded with silence, to the video's duration. The file is written atomically:
     on any error nothing is left at `path`, nor any partial file beside it. `n_frames` sizes the progress bar.
+    metadata: container tags, e.g. {"comment": ...}; a key outside MP4_STANDARD_TAGS is kept too (as an `mdta` tag).
     """
     path = Path(path)
     if not (math.isfinite(fps) and 0 < fps <= 1000):
@@ -317,9 +333,10 @@ def write_video(
     partial = path.with_name(f".{path.stem}.partial.mp4")
     try:
         with (
-            av.open(str(partial), mode="w", format="mp4") as container,
+            av.open(str(partial), mode="w", format="mp4", options=_mp4_options(metadata)) as container,
             tqdm(total=n_frames, disable=not progress, unit="frame", desc=path.name) as bar,
         ):
+            container.metadata.update(metadata or {})
             _encode(container, chain([first], frames), first.shape, fps, audio, sample_rate, bar)
         os.replace(partial, path)
     except BaseException as e:
