@@ -26,6 +26,10 @@ FRAMING_HELP = (
     "auto (default): head and shoulders as far as the picture reaches, a close-up when it is tight, every pixel "
     "from the picture; wide: head and shoulders always, what the picture lacks filled in, out of focus"
 )
+NO_WATERMARK_HELP = (
+    "leave out the invisible watermark and the provenance tag that mark the video as generated (research on the "
+    "frames only; docs/provenance.md)"
+)
 VERIFY_FRAMES = 150  # openvasa.provenance.verify.MAX_FRAMES (not imported here: --help stays light)
 
 
@@ -44,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     gen.add_argument("--face-index", type=int, help="which face when the image has several (0 = largest)")
     gen.add_argument("--framing", choices=FRAMINGS, default="auto", help=FRAMING_HELP)
+    gen.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     gen.add_argument(
         "--motion",
         choices=MOTION_MODELS,
@@ -62,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--expression-only", action="store_true", help="transfer expression only (head stays)")
     ree.add_argument("--face-index", type=int, help="which face of the portrait when it has several")
     ree.add_argument("--framing", choices=FRAMINGS, default="auto", help=FRAMING_HELP)
+    ree.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
 
     sub.add_parser(
         "train-motion",
@@ -217,11 +223,19 @@ def run(args: argparse.Namespace) -> Path:
             framing=args.framing,
             fps=args.fps,
             progress=True,
+            watermark=not args.no_watermark,
         )
     if args.command == "reenact":
         mode = "pose" if args.pose_only else "expression" if args.expression_only else "full"
         return pipeline.reenact(
-            args.image, args.video, args.output, mode, face_index=args.face_index, framing=args.framing, progress=True
+            args.image,
+            args.video,
+            args.output,
+            mode,
+            face_index=args.face_index,
+            framing=args.framing,
+            progress=True,
+            watermark=not args.no_watermark,
         )
     return run_demo(args.output)
 

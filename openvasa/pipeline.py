@@ -31,6 +31,8 @@ from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path
 from openvasa.motion.controls import MOTION_MODELS, MotionControls
 from openvasa.motion.settings import GenerationSettings
+from openvasa.provenance.metadata import model_hash, model_version, provenance_tags
+from openvasa.provenance.watermark import Watermark
 from openvasa.render.raster import load_compiled
 from openvasa.render.renderer import PortraitRenderer
 from openvasa.units import FPS
@@ -119,6 +121,7 @@ def generate(
     fps: float = FPS,
     progress: bool = False,
     on_progress: Callable[[float], None] | None = None,
+    watermark: bool = True,
 ) -> Path | list[np.ndarray]:
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
     array or audio file).
@@ -127,7 +130,8 @@ def generate(
     the hand-built audio-driven motion (`openvasa.motion.baseline`). Writes an mp4 and returns its path when
     `output` is given, else returns the frames. on_progress(fraction of frames rendered) is called as it goes.
     checkpoint: another motion checkpoint than the shipped one (e.g. the streaming model's). framing: see
-    prepare_portrait.
+    prepare_portrait. Every frame carries an invisible watermark and the mp4 a provenance tag (docs/provenance.md);
+    watermark=False leaves both out, for research on the frames themselves only.
     """
     if not 1 <= fps <= 60:
         raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
@@ -165,9 +169,20 @@ def generate(
     frames = render_latents(portrait, latent, codec)
     if on_progress is not None:
         frames = _reporting(frames, len(latent), on_progress)
+    frames, tags = _provenance(frames, portrait, model_hash(path) if path is not None else motion, watermark)
     if output is None:
         return list(frames)
-    return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress)
+    return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress, metadata=tags)
+
+
+def _provenance(
+    frames: Iterator[np.ndarray], portrait: Portrait, model: str, watermark: bool
+) -> tuple[Iterator[np.ndarray], dict[str, str] | None]:
+    """The frames, each marked as generated, and the mp4's provenance tag; or both left as they are."""
+    if not watermark:
+        return frames, None
+    mark = Watermark.new(model_version(model), portrait.crop.landmarks)
+    return (mark.apply(frame) for frame in frames), provenance_tags(model, mark.payload)
 
 
 def _load_generator(path: Path) -> "MotionGenerator":
@@ -250,14 +265,16 @@ def reenact(
     face_index: int | None = None,
     framing: str = "auto",
     progress: bool = False,
+    watermark: bool = True,
 ) -> Path | list[np.ndarray]:
-    """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept."""
+    """Drive a portrait with a real video's motion (relative to its start); the video's audio is kept. The frames
+    are watermarked as generate's are."""
     _check_reenact_mode(mode)
     clip = read_video(video)
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec, framing)
     latent = drive(portrait, track_frames(clip.frames, keep_frames=False), codec, mode)
-    frames = render_latents(portrait, latent, codec)
+    frames, tags = _provenance(render_latents(portrait, latent, codec), portrait, "reenact", watermark)
     if output is None:
         return list(frames)
-    return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress)
+    return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress, metadata=tags)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from openvasa.io.media import load_audio
+from openvasa.provenance.watermark import detect
 from openvasa.stream.realtime import ManualClock
 from tests.conftest import shared_file
 
@@ -92,6 +93,7 @@ def test_pipecat_processor(astronaut_portrait, speech24: np.ndarray) -> None:
     assert any(isinstance(f, InterruptionFrame) for f in down)
     assert len(pictures) >= 95 and len(audio) == len(pictures)
     assert pictures[0].size == (512, 512) and len(pictures[0].image) == 512 * 512 * 3
+    assert detect(np.frombuffer(p.image, np.uint8).reshape(512, 512, 3) for p in pictures[:50]).found
     assert all(len(a.audio) == 2 * RATE // 25 for a in audio)
     played = np.concatenate([np.frombuffer(a.audio, np.int16) for a in audio])
     np.testing.assert_array_equal(played[: len(speech24)], speech24)  # the speech comes out with the pictures
@@ -154,6 +156,7 @@ def test_livekit_video_generator(astronaut_portrait, speech24: np.ndarray) -> No
     # The first segment's 2 s are 50 frames; how many listening frames follow before the interrupt depends on
     # the machine's speed, so they are not counted.
     assert video[0].width == video[0].height == 512 and len(video) >= len(speech24) * 25 // RATE
+    assert detect(np.frombuffer(v.data, np.uint8).reshape(512, 512, 4)[:, :, :3] for v in video[:50]).found
     assert len(audio) == len(video) and audio[0].samples_per_channel == RATE // 25
     assert len(ends) == 2, "each segment's end is signalled, the interrupted one at once"
     first_segment = np.concatenate(

@@ -16,8 +16,8 @@ ALLOWED = {
     "provenance": {"errors", "io", "units"},
     "render": {"errors", "face", "units"},
     "motion": {"audio", "errors", "face", "io", "units"},
-    "pipeline": {"errors", "face", "io", "motion", "render", "units"},
-    "stream": {"audio", "errors", "face", "io", "motion", "pipeline", "render", "units"},
+    "pipeline": {"errors", "face", "io", "motion", "provenance", "render", "units"},
+    "stream": {"audio", "errors", "face", "io", "motion", "pipeline", "provenance", "render", "units"},
     "__init__": {"errors", "motion", "pipeline"},
 }
 RESEARCH = {"data", "eval", "tools"}

@@ -14,6 +14,8 @@ from openvasa.face import landmarks as lm
 from openvasa.face.track import track_frames
 from openvasa.io.media import probe_duration, read_video
 from openvasa.pipeline import generate, render_latents
+from openvasa.provenance.verify import verify
+from openvasa.provenance.watermark import detect
 
 from .conftest import shared_file
 
@@ -38,11 +40,14 @@ def test_generate_writes_a_talking_video_of_the_audio_length(speech, tmp_path, a
     assert clip.frames[0].shape == (512, 512, 3) and clip.fps == 25
     mouth = lm.mouth_opening(track_frames(clip.frames, keep_frames=False).landmarks)
     assert mouth.max() - mouth.min() > 0.05, "the mouth does not move"
+    found = verify(out)  # marked as generated: the watermark in the frames, the tag in the mp4, the two agree
+    assert found.found and found.tag_matches and found.tag["generator"] == "openvasa"
 
 
 def test_identity_is_kept(speech, astronaut):
     identity = pytest.importorskip("openvasa.eval.identity")
     frames = generate(astronaut, speech)
+    assert detect(frames).found  # the frames the Python API returns are marked too
     distance = identity.identity_distance(astronaut, frames[::10])
     print(f"face-embedding distance portrait vs frames: {distance:.3f}")
     assert distance < 0.45  # same-person threshold is 0.6

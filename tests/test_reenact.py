@@ -9,6 +9,7 @@ from openvasa.face.latent import FaceBasis, fit_pose, to_canonical
 from openvasa.face.track import track_frames
 from openvasa.io.media import probe_duration, read_video, write_video
 from openvasa.pipeline import reenact
+from openvasa.provenance.verify import verify
 
 from .conftest import shared_file
 
@@ -48,6 +49,7 @@ def test_reenactment_reproduces_the_mouth_opening_curve(driver_video, tmp_path):
     video_s, audio_s = probe_duration(out)
     assert abs(video_s - N_FRAMES / clip.fps) < 1e-6
     assert abs(audio_s - video_s) < 0.07  # AAC pads to whole 1024-sample frames
+    assert verify(out).found and verify(out).tag["model"] == "reenact"
 
 
 def test_pose_only_and_expression_only(driver_video, astronaut):

@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from openvasa.io.media import load_audio, probe_duration
+from openvasa.provenance.verify import verify
+from openvasa.provenance.watermark import detect
 from openvasa.stream.capacity import session_cost, sessions_that_fit
 from openvasa.stream.realtime import ManualClock
 from openvasa.stream.server import create_app
@@ -73,6 +75,7 @@ def test_live_session_over_websocket(client: TestClient, latency: str) -> None:
     # A picture is dropped (its audio kept) only when 25 frames wait for this client.
     assert len(pictures) >= 20 and pictures[0].shape == (512, 512, 3)
     assert np.abs(pictures[0].astype(int) - pictures[-1]).mean() > 0.5
+    assert detect(p[:, :, ::-1] for p in pictures).found, "the JPEG pictures a client gets are marked as generated"
     returned = np.concatenate([f[1] for f in frames])
     np.testing.assert_array_equal(returned, pcm[: len(returned)])  # the very samples sent, no gap, no change
 
@@ -123,6 +126,7 @@ def test_offline_job_renders_an_mp4(client: TestClient, tmp_path: Path) -> None:
     video.write_bytes(client.get(f"/api/jobs/{job_id}/video").content)
     video_s, audio_s = probe_duration(video)
     assert abs(video_s - 2.0) < 0.05 and audio_s is not None
+    assert verify(video).found and verify(video).tag_matches
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ from openvasa.face import landmarks as lm
 from openvasa.io.media import load_audio
 from openvasa.motion.generator import MotionGenerator
 from openvasa.pipeline import generate
+from openvasa.provenance.watermark import detect
 from openvasa.stream.realtime import LiveSession, ManualClock
 from openvasa.stream.session import TalkingSession, stream_checkpoint, stream_settings
 from tests.conftest import shared_file
@@ -61,15 +62,30 @@ def test_session_frames_carry_their_audio(astronaut_portrait, speech16: np.ndarr
 
 
 def test_session_replays_as_offline_generation(astronaut_portrait, speech16: np.ndarray) -> None:
-    session = TalkingSession(astronaut_portrait, seed=3)
-    for chunk in _chunks(speech16, 1234):
-        session.push_audio(chunk, 16000)
-    session.finish()
-    live = [f.image for f in session.frames()]
-    offline = generate(astronaut_portrait, speech16, seed=3, settings=stream_settings(), checkpoint=stream_checkpoint())
+    """The same frames live and offline (each video's random watermark left out to compare them); with it, the live
+    frames say they were generated."""
+    frames = {}
+    for watermark in (False, True):
+        session = TalkingSession(astronaut_portrait, seed=3, watermark=watermark)
+        for chunk in _chunks(speech16, 1234):
+            session.push_audio(chunk, 16000)
+        session.finish()
+        frames[watermark] = [f.image for f in session.frames()]
+    offline = generate(
+        astronaut_portrait,
+        speech16,
+        seed=3,
+        settings=stream_settings(),
+        checkpoint=stream_checkpoint(),
+        watermark=False,
+    )
+    live = frames[False]
     assert len(live) == len(offline) == 75
     for i in (0, 10, 40, 74):
         np.testing.assert_array_equal(live[i], offline[i])
+    assert not detect(live).found
+    marked = detect(frames[True])
+    assert marked.found and marked.payload == session.watermark.payload
 
 
 def test_interrupt_returns_to_rest_and_idle_stays_alive(astronaut_portrait, speech16, redetector) -> None:

@@ -36,6 +36,13 @@ def model_hash(path: str | Path) -> str:
     return f"sha256:{digest[:MODEL_HASH_HEX]}"
 
 
+def model_version(model: str) -> int:
+    """The watermark's 8-bit model version: the first byte of the model's hash (model_hash), 0 for a model that has
+    no file (the baseline motion, reenactment)."""
+    digest = model.removeprefix("sha256:")
+    return int(digest[:2], 16) if model.startswith("sha256:") and len(digest) >= 2 else 0
+
+
 def provenance_tags(model: str, payload: Payload | None = None) -> dict[str, str]:
     """The tag for write_video(..., metadata=...): model is model_hash() of the motion model (or its name); the
     payload is the one the frames' watermark carries."""

@@ -30,6 +30,8 @@ from openvasa.motion.controls import MotionControls
 from openvasa.motion.generator import MotionStream, load_generator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait
+from openvasa.provenance.metadata import model_hash, model_version
+from openvasa.provenance.watermark import Watermark
 from openvasa.stream.vad import SpeechDetector
 from openvasa.units import FPS, SAMPLE_RATE, from_pcm16
 
@@ -82,12 +84,16 @@ class TalkingSession:
         checkpoint: Path | None = None,
         output_rate: int = SAMPLE_RATE,
         low_latency: bool = False,
+        watermark: bool = True,
     ) -> None:
         if output_rate not in SUPPORTED_RATES:
             raise OpenVasaError(f"unsupported output sample rate {output_rate}; use one of {SUPPORTED_RATES}")
         self.portrait = portrait
         self.codec = FaceLatentCodec()
-        self.generator = load_generator(str(checkpoint or stream_checkpoint(low_latency)))
+        path = checkpoint or stream_checkpoint(low_latency)
+        self.generator = load_generator(str(path))
+        # Every frame marked as generated (docs/provenance.md); watermark=False is for research on the frames only.
+        self.watermark = Watermark.new(model_version(model_hash(path)), portrait.crop.landmarks) if watermark else None
         if not hasattr(self.generator.frontend, "stream"):  # only streaming front-ends have one
             raise OpenVasaError("a live session needs a streaming motion model (its front-end streams)")
         self.controls, self.seed, self.steps = controls or MotionControls(), seed, steps
@@ -201,6 +207,8 @@ class TalkingSession:
         """Draw a frame from take(). Frames must be drawn in order (the renderer smooths across frames)."""
         started = time.perf_counter()
         frame.image = self.portrait.renderer.render(points)
+        if self.watermark is not None:
+            frame.image = self.watermark.apply(frame.image)
         self.stats.render_s += time.perf_counter() - started
 
     def finish(self) -> None:
