@@ -192,7 +192,14 @@ async def offline_jobs(port: int, pcm: np.ndarray, until: float, tally: Tally) -
             await asyncio.sleep(30)
 
 
-async def soak(port: int, sessions: int, seconds: float, pcm: np.ndarray) -> list[Tally]:
+async def sample_memory(pid: int, until: float, samples: list[float], every_s: float = 60.0) -> None:
+    """The server's resident memory every minute: a leak climbs steadily, a high-water mark levels off."""
+    while time.monotonic() < until:
+        await asyncio.sleep(min(every_s, max(until - time.monotonic(), 0.0)))
+        samples.append(process_facts(pid)["rss_mb"])
+
+
+async def soak(port: int, sessions: int, seconds: float, pcm: np.ndarray, pid: int, memory: list[float]) -> list[Tally]:
     until = time.monotonic() + seconds
     tallies = [Tally() for _ in range(sessions - 1)]
     chaos = Tally()
@@ -202,6 +209,7 @@ async def soak(port: int, sessions: int, seconds: float, pcm: np.ndarray) -> lis
         misbehave(port, pcm, until, chaos, held),
         refused(port, until, chaos, held),
         offline_jobs(port, pcm, until, chaos),
+        sample_memory(pid, until, memory),
     )
     return [*tallies, chaos]
 
@@ -240,11 +248,11 @@ def main() -> None:
     server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
         wait_for_server(port, server)
-        asyncio.run(soak(port, args.sessions, 20, pcm))  # warm-up: models loaded, caches filled, then measured
+        asyncio.run(soak(port, args.sessions, 20, pcm, server.pid, []))  # warm-up: models loaded, caches filled
         time.sleep(3)
         start = process_facts(server.pid)
-        started = time.monotonic()
-        tallies = asyncio.run(soak(port, args.sessions, args.minutes * 60, pcm))
+        started, memory = time.monotonic(), []
+        tallies = asyncio.run(soak(port, args.sessions, args.minutes * 60, pcm, server.pid, memory))
         wall = time.monotonic() - started
         time.sleep(5)  # sessions and jobs wind down
         end = process_facts(server.pid)
@@ -277,6 +285,7 @@ def main() -> None:
         f"| offline jobs | {', '.join(f'{k} ×{v}' for k, v in sorted(chaos.jobs.items()))} |",
         f"| resident memory start → end (MB) | {start['rss_mb']:.0f} → {end['rss_mb']:.0f} "
         f"({(end['rss_mb'] / start['rss_mb'] - 1) * 100:+.1f}%) |",
+        f"| resident memory each minute (MB) | {', '.join(f'{m:.0f}' for m in memory)} |",
         f"| threads start → end | {start['threads']} → {end['threads']} |",
         f"| open files start → end | {start['open_files']} → {end['open_files']} |",
         f"| server alive at the end; tracebacks in its log | {'yes' if alive else 'NO'}; {tracebacks} |",

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import torch
@@ -71,6 +72,13 @@ class LiveStats:
             "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
         }
+
+
+@cache
+def _single_threaded_blas() -> None:
+    """Once per process: the setting is the process's, and each call scans and loads every BLAS library again (it
+    left memory behind with every session)."""
+    threadpool_limits(1, user_api="blas")
 
 
 class LiveSession:
@@ -151,7 +159,7 @@ class LiveSession:
         # second core for no speed (1.6 cores for one session, 0.75 single-threaded; benchmarks/bench_stream.py).
         # torch's setting is per thread; OpenBLAS's is per process, harmless for the offline jobs beside us.
         torch.set_num_threads(1)
-        threadpool_limits(1, user_api="blas")
+        _single_threaded_blas()
         try:
             while not self._closed.is_set():
                 self.step(wait_s=0.01)
