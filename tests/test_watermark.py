@@ -1,9 +1,7 @@
 """Provenance: the invisible watermark survives what happens to a video on its way to a viewer, clean media never
 reads as marked, the mp4 tag round-trips, and `openvasa verify` says so with the right exit code."""
 
-import io
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.bench_watermark import reencode  # the benchmark's attack, as it is measured there
 from openvasa import cli
 from openvasa.io.media import iter_video_frames, write_video
 from openvasa.provenance.metadata import parse_tag, provenance_tags, read_provenance
@@ -50,24 +49,6 @@ def marked(portrait_frames) -> list[np.ndarray]:
 def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     _, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def reencode(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
-    """H.264 at `crf` (x264's default preset), decoded again: what a video platform does."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(25))
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for i, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts = i
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode())
-    buffer.seek(0)
-    with av.open(buffer) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def test_payload_bits_round_trip() -> None:
