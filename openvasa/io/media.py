@@ -4,6 +4,7 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -366,7 +367,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) as load_image does. Its size is read from
     the header first: a small file can declare a canvas of billions of pixels, refused here before decoding."""
     try:
-        with PIL.Image.open(io.BytesIO(data)) as header:
+        with warnings.catch_warnings(), PIL.Image.open(io.BytesIO(data)) as header:
+            warnings.simplefilter("ignore")  # a damaged file's complaints: it is refused or decoded below
             width, height = header.size
     except PIL.Image.DecompressionBombError:
         raise OpenVasaError(f"{name}: image is too large (limit {MAX_IMAGE_SIDE} px a side)") from None
