@@ -367,9 +367,10 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) as load_image does. Its size is read from
     the header first: a small file can declare a canvas of billions of pixels, refused here before decoding."""
     try:
-        with warnings.catch_warnings(), PIL.Image.open(io.BytesIO(data)) as header:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a damaged file's complaints: it is refused or decoded below
-            width, height = header.size
+            with PIL.Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
     except PIL.Image.DecompressionBombError:
         raise OpenVasaError(f"{name}: image is too large (limit {MAX_IMAGE_SIDE} px a side)") from None
     except (OSError, ValueError):
