@@ -5,10 +5,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from openvasa.errors import OpenVasaError
@@ -33,8 +35,38 @@ NO_WATERMARK_HELP = (
 VERIFY_FRAMES = 150  # openvasa.provenance.verify.MAX_FRAMES (not imported here: --help stays light)
 
 
+# A value that starts with a minus and a digit or point: a number or a comma-separated list of them (-20,0; -.5; -1e-3).
+NEGATIVE_VALUE = re.compile(r"-[\d.][\d.,eE+\-]*")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """argv with each long option followed by a negative value written as one token: `--gaze -20,0` ->
+    `--gaze=-20,0`. argparse takes "-20,0" (a minus, not one plain number) for an unknown option and refuses it;
+    joined, it is read as typed. No option starts with a minus and a digit, so nothing else changes meaning."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + list(argv[i:])
+        if token.startswith("--") and "=" not in token and i + 1 < len(argv) and NEGATIVE_VALUE.fullmatch(argv[i + 1]):
+            out.append(f"{token}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(token)
+            i += 1
+    return out
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reads negative values as typed (join_negative_values)."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        args = sys.argv[1:] if args is None else args
+        return super().parse_known_args(join_negative_values(args), namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openvasa", description="Talking-face videos from one portrait and speech.")
+    parser = ArgumentParser(prog="openvasa", description="Talking-face videos from one portrait and speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 

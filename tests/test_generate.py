@@ -147,3 +147,23 @@ def test_controls_are_read_from_text_in_one_place():
         ["generate", "--image", "a", "--audio", "b", "-o", "c", "--emotion-strength", "2"]
     )
     assert set(CONTROL_HELP) <= set(vars(flags)) and MotionControls.from_text(vars(flags)).emotion_strength == 2.0
+
+
+def test_cli_reads_negative_values_as_typed():
+    """`--gaze -20,0` as a user types it (argparse alone takes "-20,0" for an unknown option), negative numbers
+    in any option, `--emotion happy:0.5`; what follows "--" and other options keep their meaning."""
+    from openvasa.cli import build_parser, join_negative_values
+    from openvasa.motion.controls import MotionControls
+
+    base = ["generate", "--image", "a", "--audio", "b", "-o", "c"]
+    flags = build_parser().parse_args([*base, "--gaze", "-20,0", "--emotion", "happy:0.5", "--cfg-audio", "-.5"])
+    assert flags.gaze == "-20,0" and flags.cfg_audio == -0.5
+    controls = MotionControls.from_text(vars(flags))
+    assert controls.gaze == (-20.0, 0.0) and controls.emotion == "happy" and controls.emotion_strength == 0.5
+    assert build_parser().parse_args([*base, "--gaze=-5,-10.5", "--distance", "1.2"]).gaze == "-5,-10.5"
+    assert build_parser().parse_args([*base, "--gaze", "10,-5"]).gaze == "10,-5"
+    assert join_negative_values(["--gaze", "-1e-3,2", "-o", "-x", "--", "--gaze", "-1"]) == [
+        "--gaze=-1e-3,2", "-o", "-x", "--", "--gaze", "-1",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):  # a flag without a value does not swallow a number
+        build_parser().parse_args([*base, "--no-watermark", "-3"])

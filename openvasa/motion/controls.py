@@ -23,8 +23,9 @@ MOTION_MODELS = ("dit", "baseline")  # the learned model (openvasa.motion.genera
 CONTROL_HELP = {
     "gaze": "gaze direction YAW,PITCH in degrees (+yaw: image right, +pitch: up; default: the portrait's own)",
     "distance": "head distance relative to the portrait (1.2 = 20% farther; default 1)",
-    "emotion": f"{', '.join(EMOTIONS)} or a raw comma-separated dynamics offset (default: the portrait's own)",
-    "emotion_strength": "scale of the emotion offset (default 1)",
+    "emotion": f"{', '.join(EMOTIONS)}, optionally with an intensity as NAME:STRENGTH (happy:0.5), or a raw "
+    "comma-separated dynamics offset (default: the portrait's own)",
+    "emotion_strength": "scale of the emotion (default 1; multiplies a NAME:STRENGTH intensity)",
     "motion_scale": "amount of head motion (0 = a still head; default 1)",
 }
 
@@ -91,8 +92,9 @@ class MotionControls:
         (0, 0) is the mean iris position of the training videos (basis.eye_mean), which look at the
         camera; None keeps the portrait's own gaze. Small natural saccades are added either way.
     distance: head distance relative to the portrait (1.25 = 25% farther, face scale / 1.25).
-    emotion: a name from EMOTIONS, a raw (K,) dynamics offset, or None for the portrait's own expression.
-    emotion_strength: multiplies the emotion offset (1.0 = clearly visible, natural).
+    emotion: a name from EMOTIONS, a raw (K,) dynamics offset, or None for the portrait's own expression; a name
+        may carry its intensity, "happy:0.5", which is then multiplied into emotion_strength (the field keeps the name).
+    emotion_strength: multiplies the emotion offset (1.0 = clearly visible, natural), and the eye-openness change.
     motion_scale: amount of head motion; 0 keeps the head still while lips, eyes and blinks stay alive.
     """
 
@@ -103,6 +105,10 @@ class MotionControls:
     motion_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.emotion, str):
+            name, strength = parse_emotion(self.emotion)
+            object.__setattr__(self, "emotion", name)
+            object.__setattr__(self, "emotion_strength", self.emotion_strength * strength)
         if not (math.isfinite(self.distance) and self.distance > 0):
             raise OpenVasaError(f"distance must be a positive number, got {self.distance}")
         if not (math.isfinite(self.motion_scale) and self.motion_scale >= 0):
@@ -125,12 +131,30 @@ class MotionControls:
                 if field.name == "gaze":
                     given["gaze"] = tuple(float(v) for v in text.split(","))
                 elif field.name == "emotion":
-                    given["emotion"] = text if text in EMOTIONS else np.array([float(v) for v in text.split(",")])
+                    # A preset (NAME or NAME:STRENGTH, read by __post_init__) or a raw vector, which has a value per code.
+                    given["emotion"] = text if "," not in text else np.array([float(v) for v in text.split(",")])
                 else:
                     given[field.name] = float(text)
             except ValueError:
                 raise OpenVasaError(f"{field.name}: cannot read {text!r}; {CONTROL_HELP[field.name]}") from None
         return cls(**given)
+
+
+def parse_emotion(text: str) -> tuple[str, float]:
+    """A preset as typed, NAME or NAME:STRENGTH (happy:0.5) -> (name, strength); an OpenVasaError for another name
+    or an unreadable strength."""
+    name, colon, strength = (part.strip() for part in text.partition(":"))
+    if name not in EMOTIONS:
+        raise OpenVasaError(f"unknown emotion {name!r}; choose one of {', '.join(EMOTIONS)} (NAME or NAME:STRENGTH)")
+    if not colon:
+        return name, 1.0
+    try:
+        value = float(strength)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise OpenVasaError(f"emotion: cannot read the strength of {text!r}; write NAME:STRENGTH, e.g. happy:0.5")
+    return name, value
 
 
 def _spread(move: _Move, mean: np.ndarray) -> np.ndarray:

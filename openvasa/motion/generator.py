@@ -19,7 +19,7 @@ from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, Fa
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.checkpoint import MotionCheckpoint, model_features
-from openvasa.motion.controls import MotionControls, emotion_offset
+from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
 from openvasa.motion.diffusion import (
     SAMPLERS,
     NoiseSchedule,
@@ -102,13 +102,16 @@ class MotionGenerator:
         else:
             iris = reference.eyes[0, EYE_IRIS]
         gaze = (mean_iris(iris) - s.gaze_mean) / s.gaze_std
-        offset = emotion_offset(controls.emotion, basis, controls.emotion_strength)
+        # The emotion itself is not a condition: the model learnt window-mean expressions of five minutes of calm
+        # talking, a preset lies 4-8 of their std away, and the model ignored it (happy and sad came out 0.0005 eye
+        # distances apart at the mouth corners, for 0.08 asked). The condition is the portrait's talking face; the
+        # emotion is added to the generated expression (MotionStream.to_latent), so the lips move as they would.
         if self.relative_dynamics:
-            # Offsets from the rest face: the data's typical talking face plus the emotion; none asked, none given.
-            emotion = offset / s.emotion_std
+            # Offsets from the rest face: the data's typical talking face; none asked, none given.
+            emotion = np.zeros(len(s.emotion_std))
             has_emotion = torch.tensor([controls.emotion is not None])
         else:
-            emotion = (reference.dynamics[0] + offset - s.motion_mean[k]) / s.emotion_std
+            emotion = (reference.dynamics[0] - s.motion_mean[k]) / s.emotion_std
             has_emotion = torch.ones(1, dtype=torch.bool)
         distance = np.array([-np.log(controls.distance) / s.distance_std])
         as_tensor = lambda a: torch.tensor(np.asarray(a, np.float32))[None]  # noqa: E731
@@ -186,6 +189,9 @@ class MotionStream:
         self.random = torch.Generator().manual_seed(seed)
         self.control = generator.conditions(reference, basis, self.controls)
         self.rest_dynamics = closed_mouth(reference.dynamics[0], rest_opening)
+        c = self.controls
+        self.emotion = emotion_offset(c.emotion, basis, c.emotion_strength)
+        self.eye_openness = emotion_eye_openness(c.emotion, c.emotion_strength)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
         self.frames_out = 0  # frames turned into latents so far
@@ -266,7 +272,7 @@ class MotionStream:
         frame = self.frames_out + np.arange(len(eyes))
         hold, handover = self.OPEN_START_FRAMES
         floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * rest_open
-        eyes[:, EYE_OPEN] = np.maximum(eyes[:, EYE_OPEN], floor)
+        eyes[:, EYE_OPEN] = np.maximum(eyes[:, EYE_OPEN], floor) * self.eye_openness
         self.frames_out += len(eyes)
         gaze = eyes[:, EYE_IRIS]
         if controls.gaze is not None:
@@ -279,6 +285,8 @@ class MotionStream:
         if self.model.relative_dynamics:
             dynamics = dynamics * (1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics), None])
             dynamics = dynamics + self.rest_dynamics
+        # The emotion holds through speech and silence alike: the expression the lips move in.
+        dynamics = dynamics + self.emotion
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 
     def smooth(self, latent: FaceLatent, whole: bool = False) -> FaceLatent:

@@ -76,10 +76,12 @@ class ServerState:
 
 
 def parse_controls(params: dict[str, str]) -> MotionControls:
-    """MotionControls from query or form fields (MotionControls.from_text); emotions by name only."""
-    if params.get("emotion") and params["emotion"] not in EMOTIONS:
-        raise HTTPException(400, f"emotion must be one of {', '.join(EMOTIONS)}")
+    """MotionControls from query or form fields (MotionControls.from_text); emotions by name only (NAME or
+    NAME:STRENGTH)."""
     try:
-        return MotionControls.from_text(params)
+        controls = MotionControls.from_text(params)
     except OpenVasaError as e:
         raise HTTPException(400, str(e)) from e
+    if controls.emotion is not None and not isinstance(controls.emotion, str):
+        raise HTTPException(400, f"emotion must be one of {', '.join(EMOTIONS)}, optionally as NAME:STRENGTH")
+    return controls
