@@ -18,6 +18,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
+from openvasa.motion.blinks import BlinkFloor
 from openvasa.motion.checkpoint import MotionCheckpoint, model_features
 from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
 from openvasa.motion.diffusion import (
@@ -192,6 +193,7 @@ class MotionStream:
         c = self.controls
         self.emotion = emotion_offset(c.emotion, basis, c.emotion_strength)
         self.eye_openness = emotion_eye_openness(c.emotion, c.emotion_strength)
+        self.blink_floor = BlinkFloor(FPS, seed)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
         self.frames_out = 0  # frames turned into latents so far
@@ -273,6 +275,7 @@ class MotionStream:
         hold, handover = self.OPEN_START_FRAMES
         floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * rest_open
         eyes[:, EYE_OPEN] = np.maximum(eyes[:, EYE_OPEN], floor) * self.eye_openness
+        eyes[:, EYE_OPEN] = self.blink_floor.apply(eyes[:, EYE_OPEN], rest_open * self.eye_openness)
         self.frames_out += len(eyes)
         gaze = eyes[:, EYE_IRIS]
         if controls.gaze is not None:
