@@ -14,7 +14,7 @@ rendered) to --out. Metric definitions: docs/metrics.md.
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -29,6 +29,8 @@ from openvasa.face.latent import FaceLatentCodec
 from openvasa.face.track import fill_gaps, track_frames
 from openvasa.motion.generator import load_generator
 from openvasa.pipeline import Portrait, drive, prepare_portrait, render_latents
+from openvasa.render.mouth_atlas import MouthAtlas
+from openvasa.render.renderer import PortraitRenderer
 from openvasa.units import FPS
 
 MOUTH_MARGIN = 1 / 3  # the lips' box grows by this share of its size on each side: lips, teeth and the skin around
@@ -105,11 +107,15 @@ def redetect(frames: list[np.ndarray]) -> np.ndarray:
     return fill_gaps(np.stack(marks), np.array(found))
 
 
-def self_reenact(real: list[np.ndarray]) -> tuple[Portrait, list[np.ndarray], list[np.ndarray]]:
+def self_reenact(
+    real: list[np.ndarray], mouth_atlas: MouthAtlas | None = None
+) -> tuple[Portrait, list[np.ndarray], list[np.ndarray]]:
     """The first frame as the portrait, driven by the clip's own motion: (portrait, real frames in the portrait's
-    framing, rendered frames)."""
+    framing, rendered frames). mouth_atlas: the renderer's (default: the shipped one)."""
     codec = FaceLatentCodec()
     portrait = prepare_portrait(real[0], codec=codec)
+    if mouth_atlas is not None:
+        portrait = replace(portrait, renderer=PortraitRenderer(portrait.crop, mouth_atlas))
     latent = drive(portrait, track_frames(real, keep_frames=False), codec, same_start=True)
     rendered = list(render_latents(portrait, latent, codec))
     framed = [cv2.warpAffine(f, portrait.crop.to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA) for f in real]

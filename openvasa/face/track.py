@@ -46,7 +46,7 @@ def track_frames(frames: list[np.ndarray], keep_frames: bool = True) -> TrackedC
     crops, marks, valid = [], [], []
     with FaceAnalyzer(static=False) as tracker:
         for frame in frames:
-            crop = _crop(frame, to_crop)
+            crop = frame_in_framing(frame, to_crop)
             found = tracker.landmarks(crop)
             valid.append(found is not None)
             marks.append(found if found is not None else np.full((478, 3), np.nan, np.float32))
@@ -87,7 +87,7 @@ class FaceTracker:
                 return None
             self.to_crop = least_padded_framing(points, frame.shape[:2])
             self._tracker = FaceAnalyzer(static=False)
-        return self._tracker.landmarks(_crop(frame, self.to_crop))
+        return self._tracker.landmarks(frame_in_framing(frame, self.to_crop))
 
     def close(self) -> None:
         self.restart()
@@ -100,7 +100,8 @@ class FaceTracker:
         self.close()
 
 
-def _crop(frame: np.ndarray, to_crop: np.ndarray) -> np.ndarray:
+def frame_in_framing(frame: np.ndarray, to_crop: np.ndarray) -> np.ndarray:
+    """A frame warped into a (2, 3) framing: what the tracker's landmarks are measured in."""
     return cv2.warpAffine(
         frame, to_crop, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )

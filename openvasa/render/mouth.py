@@ -1,8 +1,10 @@
-"""Mouth interior: when the target mouth opens wider than the portrait's, the gap between the inner lips
-is filled with an oral cavity, an upper teeth band and (when wide open) lower teeth and tongue, coloured
-from the portrait's own lips and face. A portrait that shows its teeth keeps them: its own mouth
-interior moves with the upper lip (teeth are fixed to the skull) over the synthetic cavity. Lips stay
-lips: only pixels inside the inner-lip contour change."""
+"""Mouth interior: when the target mouth opens wider than the portrait's, the gap between the inner lips is filled
+with a real mouth's inside (teeth, tongue, the dark behind them) from the atlas learned on real clips
+(`render.mouth_atlas`), in this face's own light. A portrait that shows its teeth keeps them: its own mouth
+interior moves with the upper lip (teeth are fixed to the skull) over the atlas's. Lips stay lips: only pixels
+inside the inner-lip contour change."""
+
+from functools import cache
 
 import cv2
 import numpy as np
@@ -10,29 +12,36 @@ import numpy as np
 from openvasa.face import landmarks as lm
 from openvasa.face.geometry import fit_similarity
 from openvasa.render.eyes import polygon_mask
+from openvasa.render.mouth_atlas import MouthAtlas, MouthFrame, light_reference
 
 FADE_IN = 0.03  # opening beyond the portrait's own (eye distances) over which the interior fades in
 SHOWS_TEETH = 0.05  # portrait's inner-lip opening (eye distances) above which its own interior is reused
 TEETH_LUMA, TEETH_CHROMA = 0.9, 0.3  # the portrait's own teeth: at least this share of the skin's brightness, and
 # channels no further apart than this share of the brightest
 SOFTEN = 0.012  # Gaussian sigma (eye distances) of the drawn interior: a real one is never crisper than its lips
+TEETH_ROWS = 0.5  # the atlas's upper teeth: the brightest pixels in this share of its upper strip
+
+
+@cache
+def shipped_atlas() -> MouthAtlas:
+    return MouthAtlas.load()
 
 
 class MouthLayer:
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, atlas: MouthAtlas | None = None) -> None:
         self.source_opening = float(lm.mouth_opening(landmarks))
-        lips = polygon_mask(image.shape[:2], landmarks[lm.LIPS_OUTER_CONTOUR]) > 0.5
-        lips &= polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR]) < 0.5
-        face = polygon_mask(image.shape[:2], landmarks[list(lm.FACE_OVAL)]) > 0.5
-        lip_colour = np.median(image[lips], 0) if lips.any() else np.array([150.0, 80, 80])
-        skin_luma = float(np.median(image[face & ~lips].mean(1))) if face.any() else 160.0
-        self.cavity = lip_colour * np.array([0.42, 0.24, 0.24])  # dark and red, like a real mouth
-        self.tongue = lip_colour * 0.8
-        self.teeth = np.array([236.0, 232.0, 220.0]) * np.clip(0.6 + skin_luma / 400, 0.75, 1.0)
+        self.atlas = atlas if atlas is not None else shipped_atlas()
+        self.light = light_reference(image, landmarks)
+        # The own-teeth overlay tells teeth from the dark of the mouth by brightness between these two.
+        upper = self.atlas.upper[-1]
+        self.cavity = upper[-1].min(0) * self.light
+        self.teeth = np.percentile(upper[: max(1, int(TEETH_ROWS * len(upper)))].reshape(-1, 3), 90, 0) * self.light
         self.own_interior = None
         if self.source_opening > SHOWS_TEETH:
             mask = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR])
             self.own_interior = (image.astype(np.float32), cv2.erode(mask, np.ones((3, 3))), landmarks.copy())
+        face = polygon_mask(image.shape[:2], landmarks[list(lm.FACE_OVAL)]) > 0.5
+        skin_luma = float(np.median(image[face].mean(1))) if face.any() else 160.0
         inside = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR]) > 0.5
         bright = inside & (image.mean(2) > np.percentile(image[inside].mean(1), 70)) if inside.sum() > 20 else None
         if bright is not None and bright.any():  # the portrait may show its teeth: use their colour
@@ -62,49 +71,14 @@ class MouthLayer:
             self._overlay_own_teeth(interior, target, offset)
         alpha = (cv2.GaussianBlur(mask, (3, 3), 0) * strength)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
-        frame[y0:y1, x0:x1] = (roi + alpha * (interior - roi)).astype(np.uint8)
+        frame[y0:y1, x0:x1] = np.clip(roi + alpha * (interior - roi), 0, 255).astype(np.uint8)
 
     def _interior(self, target: np.ndarray, offset: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """(h, w, 3) float32 picture of the mouth interior in the ROI, softened (SOFTEN)."""
-        h, w = shape
+        """(h, w, 3) float32 picture of the mouth interior in the ROI: the learned atlas at the target's opening,
+        in this face's colours, softened (SOFTEN)."""
         eye_dist = float(lm.eye_distance(target))
-        upper = target[list(lm.LIPS_INNER_UPPER), :2] - offset
-        lower = target[list(lm.LIPS_INNER_LOWER), :2] - offset
-        xs = np.arange(w, dtype=np.float32)
-        y_up = np.interp(xs, *_sorted_xy(upper))
-        y_lo = np.interp(xs, *_sorted_xy(lower))
-        gap = np.maximum(y_lo - y_up, 1e-3)
-        left, right = upper[0, 0], upper[-1, 0]
-        centre_x, half_width = (left + right) / 2, max(abs(right - left) / 2, 1.0)
-        u = (xs - centre_x) / half_width  # -1..1 across the mouth
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        v = (ys - y_up) / gap  # 0 at upper inner lip, 1 at lower
-
-        # Cavity: darkest in the middle and at the back.
-        depth = np.clip(1 - 0.6 * (u**2) - 0.5 * (2 * v - 1) ** 2, 0, 1)[..., None]
-        out = self.cavity * (1.1 - 0.6 * depth)
-        out = np.broadcast_to(out, (h, w, 3)).astype(np.float32).copy()
-
-        # Tongue low in the mouth when it is open wide.
-        tongue = np.clip((v - 0.55) * 4, 0, 1) * np.clip(1 - u**2 * 1.5, 0, 1) * np.clip(gap / eye_dist * 8 - 0.6, 0, 1)
-        out += tongue[..., None] * (self.tongue - out) * 0.8
-
-        # Upper teeth: hang from the upper lip, up to ~9% of eye distance, fading towards the corners.
-        upper_h = np.minimum(0.6 * gap, 0.09 * eye_dist)
-        t_up = (ys - y_up) / np.maximum(upper_h, 1e-3)
-        lateral = np.clip(1.25 - np.abs(u) * 1.35, 0, 1)
-        teeth_up = np.clip((1 - t_up) * 3, 0, 1) * (t_up > -0.3) * lateral
-        # Lower teeth show only when the jaw opens well.
-        lower_h = np.clip(gap - 0.07 * eye_dist, 0, 0.05 * eye_dist)
-        t_lo = (y_lo - ys) / np.maximum(lower_h, 1e-3)
-        teeth_lo = np.clip((1 - t_lo) * 3, 0, 1) * (t_lo > -0.3) * lateral * (lower_h > 0.5)
-        # Shading: teeth are darker towards the corners and under the lip; faint gaps between incisors.
-        gaps = 1 - 0.12 * np.exp(-(((np.abs(u) * half_width) % (0.09 * eye_dist) - 0.045 * eye_dist) ** 2) / 1.0)
-        shade = (0.85 + 0.15 * lateral) * gaps
-        teeth_colour = self.teeth * (shade * np.clip(0.88 + 0.12 * t_up, 0.88, 1.0))[..., None]
-        out += teeth_up[..., None] * (teeth_colour - out)
-        out += (0.8 * teeth_lo)[..., None] * (self.teeth * 0.8 * shade[..., None] - out)
-        return cv2.GaussianBlur(out, (0, 0), SOFTEN * eye_dist)
+        relative = self.atlas.draw(float(lm.mouth_opening(target)), MouthFrame.of(target), offset, shape)
+        return cv2.GaussianBlur(relative * self.light.astype(np.float32), (0, 0), SOFTEN * eye_dist)
 
     def _overlay_own_teeth(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
         """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`."""
@@ -120,8 +94,3 @@ class MouthLayer:
         teeth = np.clip((luma - dark) / max(0.6 * (bright - dark), 1.0), 0, 1)
         alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None] * teeth
         interior += alpha * (own - interior)
-
-
-def _sorted_xy(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(points[:, 0])
-    return points[order, 0], points[order, 1]

@@ -8,17 +8,19 @@ from openvasa.face.geometry import fit_similarity
 from openvasa.render.eyes import EyeLayer
 from openvasa.render.lids import LidLayer
 from openvasa.render.mouth import MouthLayer
+from openvasa.render.mouth_atlas import MouthAtlas
 from openvasa.render.warp import MeshWarper
 
 
 class PortraitRenderer:
-    """Renders the source portrait with any target landmarks. crop: the framed portrait and its landmarks."""
+    """Renders the source portrait with any target landmarks. crop: the framed portrait and its landmarks;
+    mouth_atlas: the mouth interior's (default: the shipped one)."""
 
-    def __init__(self, crop: FaceCrop) -> None:
+    def __init__(self, crop: FaceCrop, mouth_atlas: MouthAtlas | None = None) -> None:
         self.crop = crop
         self.eyes = EyeLayer(crop.image, crop.landmarks)
         self.lids = LidLayer(crop.image, crop.landmarks)
-        self.mouth = MouthLayer(crop.image, crop.landmarks)
+        self.mouth = MouthLayer(crop.image, crop.landmarks, mouth_atlas)
         margin = (crop.context.shape[0] - crop.image.shape[0]) // 2
         self.warper = MeshWarper(crop.landmarks, crop.image.shape[0], margin)
         # What the warp samples: the portrait's wider context with the eye plate (irises removed) in its middle.

@@ -1,0 +1,204 @@
+"""Fit the mouth-interior atlas (openvasa.render.mouth_atlas) on the real clips of the people the models were trained
+on (split.json's training clips; validation people are never used):
+
+    python -m openvasa.tools.fit_mouth_interior [--videos DIR] [--out NPZ] [--sheet PNG]
+
+Every other frame of each clip is tracked; where the lips are apart, the inner mouth is resampled into the atlas's
+two strips and divided by the clip's light (`light_reference`: this takes out each clip's exposure and white
+balance, and not the skin's own shade). The strips at each opening are the per-pixel median of one clip's samples
+nearest that opening; which clip is chosen by re-enacting other training people with each (see `fit`).
+"""
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from openvasa.data.clips import SPLIT_FILE
+from openvasa.data.tracking import timed_frames
+from openvasa.eval.pixels import frame_scores, redetect, self_reenact
+from openvasa.eval.suite import frames_at
+from openvasa.face import landmarks as lm
+from openvasa.face.track import FaceTracker, frame_in_framing
+from openvasa.render.eyes import polygon_mask
+from openvasa.render.mouth_atlas import ATLAS_FILE, MouthAtlas, MouthFrame, light_reference, sclera_luma
+from openvasa.units import FPS
+
+OPENINGS = np.array([0.03, 0.05, 0.08, 0.11, 0.15, 0.2, 0.26])  # eye distances: the atlas's openings
+DEPTH = 0.18  # eye distances each strip reaches from its lip: past the teeth, into the dark
+ROWS, COLS = 18, 48
+MAX_YAW = 0.25  # |nose offset from the corners' midpoint| / half mouth width: frames turned further are skipped
+MAX_PER_CLIP = 80  # samples per clip and opening
+JUDGES = 3  # training clips each candidate atlas is judged on
+JUDGE_SECONDS = 6.0
+LIP_LIKE = 0.15  # a strip pixel this close to the frame's lip colour (share of its length) may be lip
+MIN_SAMPLES = 6  # samples of an opening for a clip's median to stand for it
+REQUIRED = 0.2  # the chosen clip reaches every opening from the second up to this
+FRAME_STEP = 2
+
+
+def sample_strips(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The upper and lower strips (ROWS, COLS, 3) of a 512² frame in its own colours, nan past the middle of
+    the lips' gap (the other lip's side) and on the band of lip each starts with: the tracked inner lip sits a little
+    inside the visible lips, and the renderer's warp already draws the lips up to it (drawn again, they came out
+    twice as thick and the mouth was re-detected 0.06 eye distances less open than asked). None for a face turned
+    too far to see both sides of its mouth."""
+    frame = MouthFrame.of(points)
+    nose = points[1, :2] - frame.origin
+    if abs(float(nose @ frame.axis_u)) / frame.half_width > MAX_YAW:
+        return None
+    u = np.linspace(-1, 1, COLS + 2)[1:-1][None, :]
+    depth = ((np.arange(ROWS) + 0.5) / ROWS * DEPTH * frame.eye_distance)[:, None]
+    t_up, t_lo = frame.lip_lines(u)
+    image = image.astype(np.float32)
+    lips = polygon_mask(image.shape[:2], points[lm.LIPS_OUTER_CONTOUR]) > 0.5
+    lips &= polygon_mask(image.shape[:2], points[lm.LIPS_INNER_CONTOUR]) < 0.5
+    lip_colour = np.median(image[lips], 0)
+    strips = []
+    for t in (t_up + depth, t_lo - depth):
+        strip = cv2.remap(image, *frame.to_image(u, t), cv2.INTER_LINEAR)
+        like_lip = np.linalg.norm(strip - lip_colour, axis=-1) < LIP_LIKE * np.linalg.norm(lip_colour)
+        band = np.cumprod(like_lip, axis=0).astype(bool)  # lip-coloured all the way from the lip line
+        strip[band | np.broadcast_to(depth > (t_lo - t_up) / 2, strip.shape[:2])] = np.nan
+        strips.append(strip)
+    return strips[0], strips[1]
+
+
+def training_videos(video_dir: Path) -> list[Path]:
+    split = json.loads(SPLIT_FILE.read_text())
+    return [video_dir / c["file"] for c in split["clips"] if c["split"] == "train" and (video_dir / c["file"]).exists()]
+
+
+def collect(video: Path, rng: np.random.Generator) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Strips of one clip relative to its light (the median `light_reference` of its frames), grouped by their
+    nearest atlas opening (at most MAX_PER_CLIP each)."""
+    groups: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in OPENINGS]
+    references = []
+    with FaceTracker() as tracker:
+        for index, (_, frame) in enumerate(timed_frames(video)):
+            points = tracker.track(frame)
+            if points is None or index % FRAME_STEP:
+                continue
+            framed = frame_in_framing(frame, tracker.to_crop)
+            if sclera_luma(framed, points) is not None:
+                references.append(light_reference(framed, points))
+            opening = float(lm.mouth_opening(points))
+            if opening < OPENINGS[0] - 0.01:
+                continue
+            strips = sample_strips(framed, points)
+            if strips is not None:
+                groups[int(np.abs(OPENINGS - opening).argmin())].append(strips)
+    if not references:
+        return [[] for _ in OPENINGS]
+    light = np.median(references, 0).astype(np.float32)
+    print(f"{video.name}: light {light.round()}", flush=True)
+    return [[(a / light, b / light) for a, b in (g[i] for i in rng.permutation(len(g))[:MAX_PER_CLIP])] for g in groups]
+
+
+def median(samples: list[np.ndarray]) -> np.ndarray:
+    """Per-pixel median of (ROWS, COLS, 3) strips; a pixel no sample reached repeats the nearest reached row of its
+    column (the shallowest above, on the lip band; the deepest below, past half of every gap), and a column none
+    reached (a corner where the lips touch) the nearest reached column."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        strip = np.nanmedian(np.stack(samples), axis=0)
+    reached = ~np.isnan(strip[..., 0])
+    columns = np.flatnonzero(reached.any(0))
+    for c in range(strip.shape[1]):
+        source = columns[np.abs(columns - c).argmin()]
+        rows = np.flatnonzero(reached[:, source])
+        strip[:, c] = strip[np.clip(np.arange(strip.shape[0]), rows.min(), rows.max()), source]
+    return strip
+
+
+def clip_strips(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> tuple[np.ndarray, np.ndarray]:
+    """(K, ROWS, COLS, 3) upper and lower strips of one clip; an opening it reached fewer than MIN_SAMPLES times
+    copies the nearest one it reached often enough."""
+    counts = np.array([len(g) for g in groups])
+    enough = np.flatnonzero(counts >= MIN_SAMPLES)
+    upper, lower = [], []
+    for k in range(len(groups)):
+        group = groups[enough[np.abs(enough - k).argmin()]]
+        upper.append(median([a for a, _ in group]))
+        lower.append(median([b for _, b in group]))
+    return np.stack(upper), np.stack(lower)
+
+
+Samples = dict[str, list[list[tuple[np.ndarray, np.ndarray]]]]  # clip name -> strips grouped by opening
+
+
+def collect_all(videos: list[Path]) -> Samples:
+    rng = np.random.default_rng(0)
+    return {video.name: collect(video, rng) for video in videos}
+
+
+def mouth_ssim(atlas: MouthAtlas, video: Path) -> float:
+    """Mouth SSIM of the first JUDGE_SECONDS of a clip re-enacted from its first frame with this atlas."""
+    times = np.arange(int(JUDGE_SECONDS * FPS)) / FPS
+    real = list(frames_at(video, times))
+    _, framed, rendered = self_reenact(real, mouth_atlas=atlas)
+    points = redetect(framed)
+    return float(np.mean([frame_scores(a, b, p)[1] for a, b, p in zip(framed, rendered, points, strict=True)]))
+
+
+def fit(per_clip: Samples, videos: dict[str, Path]) -> tuple[MouthAtlas, str]:
+    """The atlas and the clip it comes from.
+
+    One person's mouth: the teeth stay the same teeth as the mouth opens and closes, and they stay sharp (medians
+    across people blur everyone's teeth into a pink mist: the tracked inner lip sits a little inside the lips, by a
+    different amount on each person). The candidates are the clips that reach every opening of speech up to
+    REQUIRED; the one chosen re-enacts other training people's mouths best (mouth SSIM on the JUDGES clips with the
+    most open-mouth frames whose people are none of the candidates). Validation people are not used."""
+    counts = {name: np.array([len(g) for g in groups]) for name, groups in per_clip.items()}
+    required = (OPENINGS <= REQUIRED) & (np.arange(len(OPENINGS)) > 0)
+    candidates = [name for name, n in counts.items() if (n[required] >= MIN_SAMPLES).all()]
+    if not candidates:
+        raise SystemExit(f"no clip has {MIN_SAMPLES} samples at every opening up to {REQUIRED}")
+    by_openness = sorted(counts, key=lambda name: -counts[name][required].sum())
+    candidate_people = {identity_of(name) for name in candidates}
+    judges = [name for name in by_openness if identity_of(name) not in candidate_people][:JUDGES]
+    print("judged on", ", ".join(judges), flush=True)
+    scores = {}
+    for name in candidates:
+        atlas = MouthAtlas(OPENINGS, *clip_strips(per_clip[name]), DEPTH)
+        scores[name] = float(np.mean([mouth_ssim(atlas, videos[j]) for j in judges]))
+        print(f"{name}: mouth SSIM {scores[name]:.4f}", flush=True)
+    chosen = max(scores, key=scores.get)
+    return MouthAtlas(OPENINGS, *clip_strips(per_clip[chosen]), DEPTH), chosen
+
+
+def identity_of(name: str) -> str:
+    return next(c["identity"] for c in json.loads(SPLIT_FILE.read_text())["clips"] if c["file"] == name)
+
+
+def contact_sheet(
+    upper: np.ndarray, lower: np.ndarray, skin: tuple[float, float, float] = (200, 150, 130)
+) -> np.ndarray:
+    """The atlas as RGB uint8 for a light-skinned face, 4x enlarged: one opening per row, each as the mouth it
+    draws when the lips are 2 * DEPTH apart (upper strip above, lower strip upside down below)."""
+    rows = [np.vstack([a, b[::-1]]) for a, b in zip(upper, lower, strict=True)]
+    pictures = [np.clip(r * np.array(skin), 0, 255).astype(np.uint8) for r in rows]
+    return np.vstack([cv2.resize(p, (COLS * 4, ROWS * 8), interpolation=cv2.INTER_NEAREST) for p in pictures])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=Path, default=Path("../shared/data/videos"))
+    parser.add_argument("--out", type=Path, default=Path("openvasa/assets") / ATLAS_FILE)
+    parser.add_argument("--sheet", type=Path, default=None, help="also write the atlas as a PNG")
+    args = parser.parse_args()
+    openings, upper, lower, source = fit(collect_all(training_videos(args.videos)))
+    print("atlas from", source)
+    f16 = np.float16
+    np.savez_compressed(
+        args.out, openings=openings, upper=upper.astype(f16), lower=lower.astype(f16), depth=DEPTH, source=source
+    )
+    if args.sheet:
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(contact_sheet(upper, lower), cv2.COLOR_RGB2BGR))
+
+
+if __name__ == "__main__":
+    main()
