@@ -68,7 +68,7 @@ class MouthLayer:
         mask = polygon_mask((y1 - y0, x1 - x0), contour, offset)
         interior = self._interior(target, offset, (y1 - y0, x1 - x0))
         if self.own_interior is not None:
-            self._overlay_own_teeth(interior, target, offset)
+            self._overlay_own_interior(interior, target, offset)
         alpha = (cv2.GaussianBlur(mask, (3, 3), 0) * strength)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + alpha * (interior - roi), 0, 255).astype(np.uint8)
@@ -80,17 +80,21 @@ class MouthLayer:
         relative = self.atlas.draw(float(lm.mouth_opening(target)), MouthFrame.of(target), offset, shape)
         return cv2.GaussianBlur(relative * self.light.astype(np.float32), (0, 0), SOFTEN * eye_dist)
 
-    def _overlay_own_teeth(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
-        """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`."""
+    def _overlay_own_interior(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
+        """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`: all of it while
+        the mouth is as open as the portrait's, only its teeth once it opens FADE_IN wider."""
         image, mask, source = self.own_interior
         upper = list(lm.LIPS_INNER_UPPER)
         s, rot, t = fit_similarity(source[upper, :2].astype(np.float64), target[upper, :2].astype(np.float64))
         affine = np.hstack([s * rot, (t - offset)[:, None]]).astype(np.float32)
         size = (interior.shape[1], interior.shape[0])
         own = cv2.warpAffine(image, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Only its teeth: the dark of its own small opening, stretched over a wider one, hid the drawn teeth.
+        # Wider open, only its teeth: the dark of its own small opening, moved into a wider one, hid the atlas's
+        # teeth and tongue. As open as the portrait, all of it: a mouth ajar keeps its own dark (the first frame of
+        # a clip whose speaker was mid-word got the atlas's lighter inside instead of its own).
         luma = own.mean(2, keepdims=True)
         dark, bright = self.cavity.mean(), self.teeth.mean()
         teeth = np.clip((luma - dark) / max(0.6 * (bright - dark), 1.0), 0, 1)
-        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None] * teeth
+        own_share = np.clip(1 - (float(lm.mouth_opening(target)) - self.source_opening) / FADE_IN, 0, 1)
+        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None] * np.maximum(teeth, own_share)
         interior += alpha * (own - interior)
