@@ -276,6 +276,7 @@ def main() -> None:
         asyncio.run(soak(port, args.sessions, args.warm_up * 60, pcm, server.pid, [], parts, args.sample_every))
         time.sleep(3)
         start = process_facts(server.pid)
+        log_at_start = os.fstat(log.fileno()).st_size  # the server's log from here is the soak's
         started, memory = time.monotonic(), []
         tallies = asyncio.run(
             soak(port, args.sessions, args.minutes * 60, pcm, server.pid, memory, parts, args.sample_every)
@@ -297,6 +298,9 @@ def main() -> None:
     p50s = [x for t in steady_tallies for x in t.latencies_p50]
     p95s = [x for t in steady_tallies for x in t.latencies_p95]
     tracebacks = stderr.decode(errors="replace").count("Traceback")
+    # A client that stops reading never reads the server's close frame (1008) behind its unread frames, so it sees
+    # the connection drop (1006); the server's log says why it closed it.
+    not_reading = stderr[log_at_start:].decode(errors="replace").count("the client stopped reading; closing it")
     remap_ms = remap_seconds() * 1000
     every = "each minute" if args.sample_every == 60 else f"every {args.sample_every:g} s"
     only = "" if parts == PARTS else f", only {', '.join(parts)}"
@@ -311,6 +315,7 @@ def main() -> None:
         f"{', '.join(f'{a:.0f} / {b:.0f}' for a, b in zip(p50s, p95s, strict=True))} |",
         f"| extra clients refused while full (1013) | {chaos.refused} |",
         f"| closes by behaviour: code | {'; '.join(f'{k} ×{v}' for k, v in sorted(chaos.closes.items()))} |",
+        f"| stalled readers closed by the server (1008, its log) | {not_reading} |",
         f"| offline jobs | {', '.join(f'{k} ×{v}' for k, v in sorted(chaos.jobs.items()))} |",
         f"| resident memory start → end (MB) | {start['rss_mb']:.0f} → {end['rss_mb']:.0f} "
         f"({(end['rss_mb'] / start['rss_mb'] - 1) * 100:+.1f}%) |",
