@@ -94,7 +94,7 @@ async def steady(port: int, pcm: np.ndarray, until: float, tally: Tally) -> None
     utterance = np.concatenate([pcm, np.zeros(RATE, pcm.dtype)])
     async with websockets.connect(ws_url(port), max_size=2**22) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
-        last: dict = {}  # the session's latest stats: its latencies so far
+        last: dict = {}  # the session's latest stats: latencies of its last 2,000 chunks (LiveStats)
         reader = asyncio.create_task(read_frames(ws, tally, last))
         started, sent = time.monotonic(), 0
         while time.monotonic() < until:
@@ -311,7 +311,7 @@ def main() -> None:
         "| measure | value |",
         "|---|---|",
         f"| steady sessions: frames / pictures per second of speech streamed | {', '.join(fps)} |",
-        f"| steady sessions: latency p50 / p95 over the whole soak (ms) | "
+        f"| steady sessions: latency p50 / p95 of the last 2,000 chunks, about 40 s (ms) | "
         f"{', '.join(f'{a:.0f} / {b:.0f}' for a, b in zip(p50s, p95s, strict=True))} |",
         f"| extra clients refused while full (1013) | {chaos.refused} |",
         f"| closes by behaviour: code | {'; '.join(f'{k} ×{v}' for k, v in sorted(chaos.closes.items()))} |",
