@@ -4,6 +4,7 @@ time. Reports the steady sessions' frame rate and latency, the refusals and clos
 memory, open files and threads at the start and the end.
 
     python benchmarks/soak_server.py --minutes 10 [--sessions 2] [--out out/soak.md]
+    python benchmarks/soak_server.py --minutes 4 --warm-up 1 --only steady,stall --sample-every 30  # one cause at a time
 
 The server runs in its own process (`openvasa serve`), measured from outside through /proc. One slot of the
 `--sessions` is used by the misbehaving clients in turn; the others hold steady sessions that stream speech in
@@ -36,7 +37,9 @@ SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "m
 RATE = 16000
 CHUNK_S = 0.02
 TOKEN = "soak-token"
-WARM_UP_S = 120.0
+WARM_UP_MIN = 2.0
+BEHAVIOURS = ("disconnect", "stall", "flood", "garbage")  # the misbehaving clients, in turn
+PARTS = ("steady", *BEHAVIOURS, "jobs")  # what --only chooses from
 
 
 @dataclass
@@ -91,7 +94,7 @@ async def steady(port: int, pcm: np.ndarray, until: float, tally: Tally) -> None
     utterance = np.concatenate([pcm, np.zeros(RATE, pcm.dtype)])
     async with websockets.connect(ws_url(port), max_size=2**22) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
-        last: dict = {}  # the session's latest stats: its latencies so far
+        last: dict = {}  # the session's latest stats: latencies of its last 2,000 chunks (LiveStats)
         reader = asyncio.create_task(read_frames(ws, tally, last))
         started, sent = time.monotonic(), 0
         while time.monotonic() < until:
@@ -108,13 +111,14 @@ async def steady(port: int, pcm: np.ndarray, until: float, tally: Tally) -> None
         tally.latencies_p95.append(last.get("latency_p95_ms", np.nan))
 
 
-async def misbehave(port: int, pcm: np.ndarray, until: float, tally: Tally, held: asyncio.Event) -> None:
+async def misbehave(
+    port: int, pcm: np.ndarray, until: float, tally: Tally, held: asyncio.Event, behaviours: list[str]
+) -> None:
     """The last slot, taken in turn by clients that disconnect mid-stream, stop reading, flood audio or send
     garbage; each must end with a close code (or a dropped connection for the one that left) and free the slot.
     `held` is set while one of them holds the slot: every slot is taken then."""
-    behaviours = ["disconnect", "stall", "flood", "garbage"]
     turn = 0
-    while time.monotonic() < until:
+    while behaviours and time.monotonic() < until:
         behaviour = behaviours[turn % len(behaviours)]
         try:
             ws = await websockets.connect(ws_url(port), max_size=2**22, max_queue=1)
@@ -193,24 +197,33 @@ async def offline_jobs(port: int, pcm: np.ndarray, until: float, tally: Tally) -
             await asyncio.sleep(30)
 
 
-async def sample_memory(pid: int, until: float, samples: list[float], every_s: float = 60.0) -> None:
-    """The server's resident memory every minute: a leak climbs steadily, a high-water mark levels off."""
+async def sample_memory(pid: int, until: float, samples: list[float], every_s: float) -> None:
+    """The server's resident memory every `every_s`: a leak climbs steadily, a high-water mark levels off."""
     while time.monotonic() < until:
         await asyncio.sleep(min(every_s, max(until - time.monotonic(), 0.0)))
         samples.append(process_facts(pid)["rss_mb"])
 
 
-async def soak(port: int, sessions: int, seconds: float, pcm: np.ndarray, pid: int, memory: list[float]) -> list[Tally]:
+async def soak(
+    port: int,
+    sessions: int,
+    seconds: float,
+    pcm: np.ndarray,
+    pid: int,
+    memory: list[float],
+    parts: tuple[str, ...] = PARTS,
+    every_s: float = 60.0,
+) -> list[Tally]:
     until = time.monotonic() + seconds
-    tallies = [Tally() for _ in range(sessions - 1)]
+    tallies = [Tally() for _ in range(sessions - 1)] if "steady" in parts else []
     chaos = Tally()
     held = asyncio.Event()
     await asyncio.gather(
         *(steady(port, pcm, until, t) for t in tallies),
-        misbehave(port, pcm, until, chaos, held),
+        misbehave(port, pcm, until, chaos, held, [b for b in BEHAVIOURS if b in parts]),
         refused(port, until, chaos, held),
-        offline_jobs(port, pcm, until, chaos),
-        sample_memory(pid, until, memory),
+        *([offline_jobs(port, pcm, until, chaos)] if "jobs" in parts else []),
+        sample_memory(pid, until, memory, every_s),
     )
     return [*tallies, chaos]
 
@@ -233,7 +246,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--sessions", type=int, default=2, help="the server's session limit (one slot misbehaves)")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--warm-up", type=float, default=WARM_UP_MIN, help="minutes before the start is measured")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"what runs, comma-separated: {', '.join(PARTS)}")
+    parser.add_argument("--log", type=Path, help="keep the server's log here (tracebacks included)")
+    parser.add_argument("--sample-every", type=float, default=60.0, help="seconds between memory samples")
     args = parser.parse_args()
+    parts = tuple(args.only.split(","))
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     pcm = np.round(load_audio(SPEECH, sample_rate=RATE) * 32767).astype("<i2")
     port = free_port()
     command = [
@@ -245,17 +265,22 @@ def main() -> None:
         str(args.sessions),
     ]
     env = {**os.environ, "OPENVASA_TOKEN": TOKEN}
-    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the server's logging, and the server
+    log = (
+        args.log.open("w+b") if args.log else tempfile.TemporaryFile()
+    )  # not a pipe: a full pipe would stall the server's logging, and the server
     server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
         wait_for_server(port, server)
         # Warm-up, not measured: models loaded, caches filled, and every behaviour and a few jobs once, so that
         # the start is the memory's high-water mark of the work itself and the soak shows what accumulates.
-        asyncio.run(soak(port, args.sessions, WARM_UP_S, pcm, server.pid, []))
+        asyncio.run(soak(port, args.sessions, args.warm_up * 60, pcm, server.pid, [], parts, args.sample_every))
         time.sleep(3)
         start = process_facts(server.pid)
+        log_at_start = os.fstat(log.fileno()).st_size  # the server's log from here is the soak's
         started, memory = time.monotonic(), []
-        tallies = asyncio.run(soak(port, args.sessions, args.minutes * 60, pcm, server.pid, memory))
+        tallies = asyncio.run(
+            soak(port, args.sessions, args.minutes * 60, pcm, server.pid, memory, parts, args.sample_every)
+        )
         wall = time.monotonic() - started
         time.sleep(5)  # sessions and jobs wind down
         end = process_facts(server.pid)
@@ -273,22 +298,28 @@ def main() -> None:
     p50s = [x for t in steady_tallies for x in t.latencies_p50]
     p95s = [x for t in steady_tallies for x in t.latencies_p95]
     tracebacks = stderr.decode(errors="replace").count("Traceback")
+    # A client that stops reading never reads the server's close frame (1008) behind its unread frames, so it sees
+    # the connection drop (1006); the server's log says why it closed it.
+    not_reading = stderr[log_at_start:].decode(errors="replace").count("the client stopped reading; closing it")
     remap_ms = remap_seconds() * 1000
+    every = "each minute" if args.sample_every == 60 else f"every {args.sample_every:g} s"
+    only = "" if parts == PARTS else f", only {', '.join(parts)}"
     lines = [
-        f"Soak of `openvasa serve` for {wall / 60:.1f} min (after {WARM_UP_S / 60:g} min of warm-up) on {os.cpu_count()} cores of {cpu_name()} "
-        f"(one full-frame 512² cv2.remap: {remap_ms:.2f} ms), `--max-sessions {args.sessions}`, token on:",
+        f"Soak of `openvasa serve` for {wall / 60:.1f} min (after {args.warm_up:g} min of warm-up) on {os.cpu_count()} cores of {cpu_name()} "
+        f"(one full-frame 512² cv2.remap: {remap_ms:.2f} ms), `--max-sessions {args.sessions}`{only}, token on:",
         "",
         "| measure | value |",
         "|---|---|",
         f"| steady sessions: frames / pictures per second of speech streamed | {', '.join(fps)} |",
-        f"| steady sessions: latency p50 / p95 over the whole soak (ms) | "
+        f"| steady sessions: latency p50 / p95 of the last 2,000 chunks, about 40 s (ms) | "
         f"{', '.join(f'{a:.0f} / {b:.0f}' for a, b in zip(p50s, p95s, strict=True))} |",
         f"| extra clients refused while full (1013) | {chaos.refused} |",
         f"| closes by behaviour: code | {'; '.join(f'{k} ×{v}' for k, v in sorted(chaos.closes.items()))} |",
+        f"| stalled readers closed by the server (1008, its log) | {not_reading} |",
         f"| offline jobs | {', '.join(f'{k} ×{v}' for k, v in sorted(chaos.jobs.items()))} |",
         f"| resident memory start → end (MB) | {start['rss_mb']:.0f} → {end['rss_mb']:.0f} "
         f"({(end['rss_mb'] / start['rss_mb'] - 1) * 100:+.1f}%) |",
-        f"| resident memory each minute (MB) | {', '.join(f'{m:.0f}' for m in memory)} |",
+        f"| resident memory {every} (MB) | {', '.join(f'{m:.0f}' for m in memory)} |",
         f"| threads start → end | {start['threads']} → {end['threads']} |",
         f"| open files start → end | {start['open_files']} → {end['open_files']} |",
         f"| server alive at the end; tracebacks in its log | {'yes' if alive else 'NO'}; {tracebacks} |",

@@ -3,6 +3,7 @@
 import io
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from openvasa.stream import connection, memory
+from openvasa.stream import jobs as jobs_module
 from openvasa.stream.jobs import Job, JobQueue
 from openvasa.stream.realtime import ManualClock
 from openvasa.stream.server import create_app, exposure
@@ -169,3 +172,36 @@ def test_jobs_expire_and_stop_at_their_time_limit(tmp_path: Path) -> None:
 def test_token_in_a_header(header: str) -> None:
     with TestClient(create_app(max_sessions=1, clock=ManualClock(), token=TOKEN)) as client:
         assert client.get("/api/portraits", headers={"Authorization": header}).status_code == 200
+
+
+def test_freed_memory_goes_back_after_each_session_and_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """glibc keeps what sessions and jobs free in its heaps; the server hands it back as each one ends (the soak's
+    memory grew without it, openvasa.stream.memory)."""
+    calls = []
+    monkeypatch.setattr(connection, "release_freed_memory", lambda: calls.append("session") or True)
+    monkeypatch.setattr(jobs_module, "release_freed_memory", lambda: calls.append("job") or True)
+    with TestClient(create_app(max_sessions=1, clock=ManualClock())) as client:
+        with client.websocket_connect("/ws/astronaut") as ws:
+            start(ws)
+            ws.send_text(json.dumps({"type": "stop"}))
+            closed_with(ws)
+        wait_for(lambda: calls == ["session"])  # once the socket is closed
+    video = tmp_path / "job.mp4"
+    job = Job("job")
+    assert JobQueue().submit(job, lambda report: video)
+    wait_for(lambda: "job" in calls)
+    assert job.status == "done" and calls == ["session", "job"]
+
+
+def wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_releasing_freed_memory_is_a_no_op_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    if memory._glibc() is not None:
+        assert memory.release_freed_memory()  # glibc: malloc_trim ran
+    monkeypatch.setattr(memory, "_glibc", lambda: None)  # macOS, Windows, musl
+    assert not memory.release_freed_memory()

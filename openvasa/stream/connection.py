@@ -14,6 +14,7 @@ import numpy as np
 from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 
 from openvasa.errors import OpenVasaError
+from openvasa.stream.memory import release_freed_memory
 from openvasa.stream.realtime import Clock, LiveSession
 from openvasa.stream.session import SUPPORTED_RATES, StreamFrame, TalkingSession
 from openvasa.stream.state import ServerState, parse_controls
@@ -124,8 +125,11 @@ class LiveConnection:
                 log.error("session %s ended with %s", self.session_id, live.error)
             try:
                 await self.ws.close()
-            except RuntimeError:
-                pass  # already closed by the client
+            except (RuntimeError, WebSocketDisconnect):
+                pass  # already closed by the client, or gone
+            while not self.outgoing.empty():  # frames never sent (a client that stopped reading left up to 10 s)
+                self.outgoing.get_nowait()
+            await asyncio.to_thread(release_freed_memory)  # and what the session freed goes back (stream.memory)
 
     async def _open(self, portrait_id: str) -> tuple[TalkingSession, int]:
         """Read the controls from the query and the start message: the session and the client's sample rate."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openvasa.errors import OpenVasaError
+from openvasa.stream.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class JobQueue:
         while True:
             job, work = self._waiting.get()
             self.run(job, work)
+            release_freed_memory()  # what the job freed goes back (openvasa.stream.memory)
 
     def run(self, job: Job, work: Work) -> None:
         """Run work(report_progress), recording progress, the outcome and a user-facing error on `job`. The time
