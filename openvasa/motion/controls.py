@@ -74,14 +74,16 @@ _PRESETS: dict[str, tuple[_Move, ...]] = {
         _Move(_JAW, (0.0, 0.04, 0.0), 0.12, "lower"),
     ),
     "angry": (
-        _Move((55, 107, 65, 66), (0.025, 0.035, 0.0), 0.05),
-        _Move((285, 336, 295, 296), (-0.025, 0.035, 0.0), 0.05),
+        _Move((55, 107, 65, 66), (0.03, 0.055, 0.0), 0.05),
+        _Move((285, 336, 295, 296), (-0.03, 0.055, 0.0), 0.05),
+        _Move((61,), (0.005, 0.02, 0.0), 0.06),
+        _Move((291,), (-0.005, 0.02, 0.0), 0.06),
         _Move(lm.LIPS_OUTER_UPPER[1:-1], (0.0, 0.012, 0.0), 0.03, "upper"),
         _Move(lm.LIPS_OUTER_LOWER[1:-1], (0.0, -0.012, 0.0), 0.03, "lower"),
     ),
 }
 # Eye openness factors at strength 1: the lids live in the eye channel, not in the dynamics basis.
-_EYE_OPENNESS = {"neutral": 1.0, "happy": 0.85, "sad": 0.9, "surprised": 1.25, "angry": 0.9}
+_EYE_OPENNESS = {"neutral": 1.0, "happy": 0.85, "sad": 0.9, "surprised": 1.25, "angry": 0.85}
 
 
 @dataclass(frozen=True)
