@@ -98,3 +98,36 @@ def test_several_faces_take_the_largest_with_a_warning(analyzer, astronaut, capl
     assert abs(largest.to_crop[0, 2] - other.to_crop[0, 2]) > 100
     with pytest.raises(OpenVasaError, match="out of range"):
         analyzer.crop_portrait(canvas, face_index=5)
+
+
+def test_silencing_native_logs_from_overlapping_threads_gives_stderr_back():
+    """Two threads silencing MediaPipe's native logs in overlapping windows (A in, B in, A out, B out) leave fd 2
+    where it was; each saving and restoring it on its own left it on /dev/null for good, and the server's later log
+    lines and tracebacks were lost."""
+    import os
+    import threading
+
+    from openvasa.face.detect import _quiet_native_logs
+
+    before = os.fstat(2)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _quiet_native_logs():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(5)
+        with _quiet_native_logs():
+            b_in.set()
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

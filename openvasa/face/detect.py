@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -181,19 +182,39 @@ def _import_mediapipe() -> ModuleType:
     return mediapipe
 
 
-@contextlib.contextmanager
-def _quiet_native_logs() -> Iterator[None]:
-    """Silence stderr at the file-descriptor level (MediaPipe's C++ logging ignores Python and env vars)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+class _NativeLogSilencer:
+    """Silences stderr at the file-descriptor level (MediaPipe's C++ logging ignores Python and env vars), for
+    every thread at once: the first to enter points fd 2 at /dev/null, the last to leave restores it. Each caller
+    saving and restoring fd 2 on its own broke under threads: two overlapping calls left fd 2 on /dev/null for
+    good, and every later log line and traceback of the server was lost (seen in the soak)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                sys.stderr.flush()
+                self._saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._saved is not None:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._saved = None
+
+
+_quiet_native_logs = _NativeLogSilencer()
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
