@@ -1,7 +1,7 @@
 """Do the emotion presets show in the rendered face, and do the lips keep in sync under them?
 
     python benchmarks/bench_emotion.py [--portraits a.png b.jpg] [--audio speech.wav] [--seconds 5] \
-        [--emotions neutral happy sad surprised angry] [--strength 1] [--sheet docs/img/emotion_sheet.png]
+        [--emotions neutral happy sad surprised angry] [--strength 1] [--sheet docs/img/emotion_sheet.jpg]
 
 Each portrait speaks the same audio under each emotion (the shipped motion model, the same seed); the frames are
 rendered and their landmarks re-detected. Prints, per portrait and emotion, the expression measures of the
