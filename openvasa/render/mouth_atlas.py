@@ -17,6 +17,7 @@ import numpy as np
 
 from openvasa.errors import OpenVasaError
 from openvasa.face import landmarks as lm
+from openvasa.render.eyes import iris_circle
 
 ATLAS_FILE = "mouth_interior.npz"
 CHEEKS = (50, 280, 101, 330, 205, 425)  # cheek landmarks: skin lit like the face, away from lips, eyes and hair
@@ -99,8 +100,7 @@ def sclera_luma(image: np.ndarray, points: np.ndarray) -> float | None:
     for contour in (lm.RIGHT_EYE_CONTOUR, lm.LEFT_EYE_CONTOUR):
         cv2.fillPoly(mask, [np.round(points[contour, :2]).astype(np.int32)], 1)
     for iris in (lm.RIGHT_IRIS, lm.LEFT_IRIS):
-        centre = points[iris[0], :2]
-        radius = float(np.linalg.norm(points[list(iris[1:]), :2] - centre, axis=1).mean())
+        centre, radius = iris_circle(points, iris)
         cv2.circle(mask, tuple(np.round(centre).astype(int)), int(np.ceil(radius * 1.15)), 0, -1)
     pixels = image[mask.astype(bool)].astype(np.float64).mean(1)
     return float(np.percentile(pixels, SCLERA_PERCENTILE)) if len(pixels) >= MIN_SCLERA_PIXELS else None
