@@ -3,7 +3,9 @@ above it are stretched down over the eye, which reads as a squint or a smear (re
 stayed 0.3-0.7 as open as at rest at the deepest point of a blink). Here, where the target's upper lid has come
 down from where it rests, the band it swept over is painted with the portrait's own lid skin (the band above its
 lash line, stretched to fit), and the portrait's lash colour is drawn along the lid's new edge: the eye is
-covered from above, not squashed.
+covered from above, not squashed. The painted lid also covers the portrait's own lash line, fades in from the
+crease, and is lit towards its edge as a lid bulging into the light: taken as it is from a deep-set eye's shadowed
+band, a closed lid read as an open eye.
 """
 
 import cv2
@@ -11,6 +13,7 @@ import numpy as np
 
 from openvasa.face import landmarks as lm
 from openvasa.render.eyes import polygon_mask
+from openvasa.render.mouth_atlas import cheek_colour
 from openvasa.render.raster import triangle_maps
 
 # (upper lid, lower lid, corners) per eye; the lid tuples run corner to corner, index i of one facing index i of
@@ -29,6 +32,15 @@ RIM_FADE = 0.04  # the lid fades in over this share of the eye's width from its 
 # A lid asked to close to openness r (of the portrait's) is drawn at r - OVERSHOOT * (1 - r): drawn at r, a half
 # closed eye was re-detected at 0.65 and a closed one at 0.21, the lid's soft edge and lashes reading as open eye.
 OVERSHOOT = 0.3
+# The painted lid reaches this share of the resting opening above the resting lid line, so the portrait's own lash
+# line (and eyeliner) there is covered: left showing, a closed eye kept its open outline.
+COVER = 0.5
+# Deep-set eyes rest in the brow's shadow, and a lid taken from there closed as a dark patch that reads as an open
+# eye; a closing lid comes forward into the light. Its tone is pulled this share of the way to the cheeks' where
+# the band is darker (all the way turned lids into glowing domes).
+LIGHTEN = 0.5
+TEXTURE = 0.5  # share of the band's own texture kept on the lid
+TOP_FADE = 0.4  # share of the painted lid's height, from its top, over which it fades in
 
 
 class LidLayer:
@@ -40,6 +52,7 @@ class LidLayer:
         # stretched over it, read as stripes or as an eye still open.
         eye_width = np.linalg.norm(landmarks[lm.RIGHT_EYE_CORNERS[0], :2] - landmarks[lm.RIGHT_EYE_CORNERS[1], :2])
         self.image = cv2.GaussianBlur(image, (0, 0), SKIN_SOFTENING * eye_width)
+        cheeks = cheek_colour(image, landmarks)
         self.eyes = []
         for upper, lower, corners in LIDS:
             top, bottom = landmarks[list(upper), :2], landmarks[list(lower), :2]
@@ -52,8 +65,10 @@ class LidLayer:
             # The lash line: the darker half of the pixels along the upper lid.
             samples = _sample(image, np.linspace(top[:-1], top[1:], 5).reshape(-1, 2))  # the sharp picture
             lash = np.percentile(samples, 25, axis=0)
+            band = _sample(self.image, np.linspace(band_low, band_high, 5).reshape(-1, 2)).mean(0)
+            light = LIGHTEN * np.maximum(cheeks - band, 0)
             # The lid's rest above the lower lid, and the eye's axis, to place the resting lid in any pose.
-            self.eyes.append((band_low, band_high, opening, lash, top - bottom, axis))
+            self.eyes.append((band_low, band_high, opening, lash, band, light, top - bottom, axis))
 
     def lowered(self, target: np.ndarray) -> np.ndarray:
         """The target landmarks (478, 3) with each closing upper lid brought down by OVERSHOOT (a copy)."""
@@ -71,7 +86,7 @@ class LidLayer:
         """Draw the lids into `frame` (in place) where the target's upper lids (478, 3 landmarks of the frame) have
         come down from the portrait's."""
         for (upper, lower, corners), eye in zip(LIDS, self.eyes, strict=True):
-            band_low, band_high, opening, lash, rest_opening, src_axis = eye
+            band_low, band_high, opening, lash, band, light, rest_opening, src_axis = eye
             lid, bottom = target[list(upper), :2], target[list(lower), :2]
             # Where the upper lid would rest in this pose: the portrait's opening above the target's lower lid,
             # turned and scaled as the eye's corners are.
@@ -81,7 +96,8 @@ class LidLayer:
             travel = np.linalg.norm(resting - lid, axis=1)
             if travel[1:-1].mean() < MIN_CLOSURE * opening[1:-1].mean() * np.linalg.norm(turn[0]):
                 continue
-            self._paint(frame, resting, lid, band_high, band_low, lash, np.linalg.norm(dst_axis))
+            covered = resting + COVER * (rest_opening @ turn.T)
+            self._paint(frame, covered, lid, band_high, band_low, lash, band, light, np.linalg.norm(dst_axis))
 
     def _paint(
         self,
@@ -91,6 +107,8 @@ class LidLayer:
         band_high: np.ndarray,
         band_low: np.ndarray,
         lash: np.ndarray,
+        band: np.ndarray,
+        light: np.ndarray,
         eye_width: float,
     ) -> None:
         """Map the skin band (band_high above band_low) onto the swept band (resting above lid)."""
@@ -114,10 +132,16 @@ class LidLayer:
         if not map_x.size:
             return
         skin = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Faded in from the band's rim over a few pixels: a hard rim drew the eye's outline around the closed lid.
+        from_top, from_lid = (_distance_to(line - offset, size) for line in (resting, lid))
+        depth = (from_top / np.maximum(from_top + from_lid, 1e-6))[..., None]  # 0 at the top, 1 at the lid's edge
+        # The band's texture, softened, over its tone lightened down the lid as the lid bulges into the light (the
+        # texture multiplied up instead made a shadowed band's specks glow).
+        skin = band + light * _smoothstep(depth) + TEXTURE * (skin.astype(np.float32) - band)
+        # Faded in from the rim over a few pixels (a hard rim drew the eye's outline around the closed lid), and
+        # from the top over the upper part of the lid, into the portrait's crease.
         inside = (polygon_mask(size, polygon, offset) > 0.5).astype(np.uint8)
-        fade = max(1.5, RIM_FADE * eye_width)
-        alpha = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / fade, 0, 1)
+        rim = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(1.5, RIM_FADE * eye_width), 0, 1)
+        alpha = np.minimum(rim, _smoothstep(depth[..., 0] / TOP_FADE))
         # The lid's edge: the portrait's lash colour along the lid line, over the skin.
         lashes = np.zeros(size, np.uint8)
         line = np.round((lid - offset) * 16).astype(np.int32)
@@ -134,6 +158,18 @@ def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The 2x2 rotation and scale that turns vector `source` into `target`."""
     a = complex(*target) / complex(*source)
     return np.array([[a.real, -a.imag], [a.imag, a.real]])
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    return x * x * (3 - 2 * x)
+
+
+def _distance_to(line: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 distance of each pixel to a polyline (N, 2)."""
+    canvas = np.full(size, 255, np.uint8)
+    cv2.polylines(canvas, [np.round(line * 16).astype(np.int32)], False, 0, 1, cv2.LINE_8, shift=4)
+    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3)
 
 
 def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
