@@ -79,6 +79,22 @@ def test_a_deep_set_eye_closes_under_a_lid_in_the_light(codec, redetector):
     assert (lm.eye_openness(found) / source_open).mean() < 0.45
 
 
+def test_a_lid_at_the_frame_edge_is_drawn_without_overflow(astronaut_portrait, codec):
+    """A closing eye just above the frame (the head raised out of a tight crop): the lid's fade,
+    measured from a line off the canvas, stays finite instead of filling the frame with garbage."""
+    import warnings
+
+    latent = astronaut_portrait.identity.reference.copy()
+    latent.eyes[0, :2] *= 0.3
+    target = codec.decode(latent, astronaut_portrait.identity)[0]
+    target[:, 1] -= target[list(lm.RIGHT_EYE_LOWER), 1].max() + 1  # the eye just above the top row
+    reference = astronaut_portrait.renderer.render(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = astronaut_portrait.renderer.render(target)
+    assert np.array_equal(frame, reference)
+
+
 def test_gaze_moves_the_irises(astronaut_portrait, codec, redetector):
     latent = astronaut_portrait.identity.reference.copy()
     before = measure_eyes(to_canonical(astronaut_portrait.crop.landmarks[None], latent.pose))[0]

@@ -166,10 +166,11 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def _distance_to(line: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32 distance of each pixel to a polyline (N, 2)."""
+    """(H, W) float32 distance of each pixel to a polyline (N, 2); capped at the canvas's size, which is what a line
+    entirely off the canvas (an eye at the frame's edge) gets."""
     canvas = np.full(size, 255, np.uint8)
     cv2.polylines(canvas, [np.round(line * 16).astype(np.int32)], False, 0, 1, cv2.LINE_8, shift=4)
-    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3)
+    return np.minimum(cv2.distanceTransform(canvas, cv2.DIST_L2, 3), float(sum(size)))
 
 
 def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
