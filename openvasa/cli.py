@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--framing", choices=FRAMINGS, default="auto", help=FRAMING_HELP)
     gen.add_argument("--no-watermark", action="store_true", help=NO_WATERMARK_HELP)
     gen.add_argument(
+        "--no-lip-closures",
+        action="store_true",
+        help="leave the lips as the motion model moves them; by default they shut on the p, b and m of English "
+        "speech, found in its transcript",
+    )
+    gen.add_argument(
         "--motion",
         choices=MOTION_MODELS,
         default="dit",
@@ -256,6 +262,7 @@ def run(args: argparse.Namespace) -> Path:
             fps=args.fps,
             progress=True,
             watermark=not args.no_watermark,
+            lip_closures=not args.no_lip_closures,
         )
     if args.command == "reenact":
         mode = "pose" if args.pose_only else "expression" if args.expression_only else "full"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from openvasa.audio import phonetics
 from openvasa.errors import OpenVasaError
 from openvasa.face.detect import FaceAnalyzer, FaceCrop
 from openvasa.face.landmarks import mouth_opening
@@ -29,6 +30,7 @@ from openvasa.face.track import TrackedClip, gaussian_smooth, track_frames
 from openvasa.io.media import load_audio, load_image, read_video, write_video
 from openvasa.motion.baseline import generate_baseline_motion
 from openvasa.motion.checkpoint import checkpoint_features, checkpoint_path
+from openvasa.motion.closures import close_lips
 from openvasa.motion.controls import MOTION_MODELS, MotionControls
 from openvasa.motion.settings import GenerationSettings
 from openvasa.provenance.metadata import model_hash, model_version, provenance_tags
@@ -122,6 +124,7 @@ def generate(
     progress: bool = False,
     on_progress: Callable[[float], None] | None = None,
     watermark: bool = True,
+    lip_closures: bool = True,
 ) -> Path | list[np.ndarray]:
     """Talking video from one portrait (image, path or an analysed Portrait) and speech audio (16 kHz mono
     array or audio file).
@@ -131,7 +134,9 @@ def generate(
     `output` is given, else returns the frames. on_progress(fraction of frames rendered) is called as it goes.
     checkpoint: another motion checkpoint than the shipped one (e.g. the streaming model's). framing: see
     prepare_portrait. Every frame carries an invisible watermark and the mp4 a provenance tag (docs/provenance.md);
-    watermark=False leaves both out, for research on the frames themselves only.
+    watermark=False leaves both out, for research on the frames themselves only. lip_closures: shut the lips on
+    the /p b m/ of English speech, found in its transcript (openvasa.audio.phonetics); other speech is left as the
+    motion model made it.
     """
     if not 1 <= fps <= 60:
         raise OpenVasaError(f"fps must be between 1 and 60, got {fps}")
@@ -146,6 +151,7 @@ def generate(
         # by side each took three times as long.
         features = pool.submit(checkpoint_features, path, pcm) if path is not None else None
         pool.submit(load_compiled)  # then the rasteriser's compiled loop, off the main thread too
+        closures = pool.submit(phonetics.lip_closures, pcm, fps) if lip_closures else None
         generator = _load_generator(path) if path is not None else None
         portrait = image if isinstance(image, Portrait) else prepare_portrait(image, face_index, codec, framing)
         controls = controls or MotionControls()
@@ -166,6 +172,8 @@ def generate(
             latent = generate_baseline_motion(
                 pcm, fps, portrait.identity.reference, codec.basis, controls, seed, rest_opening=rest_opening
             )
+    if closures is not None:
+        latent = close_lips(latent, closures.result(), portrait.identity.neutral, codec.basis)
     frames = render_latents(portrait, latent, codec)
     if on_progress is not None:
         frames = _reporting(frames, len(latent), on_progress)

@@ -130,7 +130,7 @@ def whisper_base_dir(cache_dir: Path = CACHE_DIR) -> Path:
     return target
 
 
-def _require(module: str) -> ModuleType:
+def require_whisper(module: str) -> ModuleType:
     """Import an optional dependency of the Whisper front-ends."""
     try:
         return importlib.import_module(module)
@@ -140,7 +140,7 @@ def _require(module: str) -> ModuleType:
 
 @cache
 def _load_whisper(model_dir: str, compute_type: str, threads: int) -> "ctranslate2.models.Whisper":
-    return _require("ctranslate2").models.Whisper(
+    return require_whisper("ctranslate2").models.Whisper(
         model_dir, device="cpu", compute_type=compute_type, inter_threads=1, intra_threads=threads
     )
 
@@ -173,13 +173,13 @@ class WhisperFrontend:
         Whisper scales the log-mel by the input's own peak, so mel of a chunk differs from a slice of the clip's.
         """
         if self._mel_extractor is None:
-            self._mel_extractor = _require("faster_whisper.feature_extractor").FeatureExtractor(feature_size=80)
+            self._mel_extractor = require_whisper("faster_whisper.feature_extractor").FeatureExtractor(feature_size=80)
         return self._mel_extractor(mono_float32(audio))
 
     def encode(self, mel: np.ndarray) -> np.ndarray:
         """Encoder states of mel frames exactly as given (no padding). mel: (80, M) -> (ceil(M / 2), dim) at 50 Hz."""
         model = self.load()
-        batch = _require("ctranslate2").StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
+        batch = require_whisper("ctranslate2").StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
         states = model.encode(batch, to_cpu=True)
         return np.array(states)[0]
 

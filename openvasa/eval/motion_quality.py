@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.features import frame_energy_features
+from openvasa.audio.phonetics import lip_closures
 from openvasa.data.loader import rest_index, split_shards
 from openvasa.eval import metrics as m
 from openvasa.face.latent import FaceBasis, FaceLatent, Identity
 from openvasa.motion.baseline import generate_baseline_motion
+from openvasa.motion.closures import close_lips
 from openvasa.motion.generator import MotionGenerator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.units import FPS, from_pcm16
@@ -46,30 +48,33 @@ def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
     return clips
 
 
-def clip_metrics(latent: FaceLatent, clip: ClipMotion, basis: FaceBasis) -> dict[str, float]:
+def clip_metrics(latent: FaceLatent, clip: ClipMotion, basis: FaceBasis, closures: np.ndarray) -> dict[str, float]:
     loudness = frame_energy_features(clip.audio, FPS)[:, 0]
-    return m.score_motion(m.MotionPair(latent, clip.latent, clip.neutral, basis, loudness, FPS))
+    return m.score_motion(m.MotionPair(latent, clip.latent, clip.neutral, basis, loudness, FPS, closures))
 
 
 def evaluate(
     index: Path, generator: MotionGenerator | None, seeds: int = 2, settings: GenerationSettings | None = None
 ) -> dict[str, dict[str, float]]:
-    """Mean metrics per method over validation clips (and seeds for the generative methods)."""
+    """Mean metrics per method over validation clips (and seeds for the generative methods). The model is scored
+    as it samples and with the lips shut at the audio's /p b m/ (as `generate` does for English speech)."""
     settings = settings or GenerationSettings(steps=10)
     basis = FaceBasis.load()
     methods: dict[str, list[dict[str, float]]] = {"real": [], "baseline": []}
     model = f"model ({settings.steps} steps)"
     if generator is not None:
         methods[model] = []
+        methods[f"{model} + lip closures"] = []
     for clip in load_validation_clips(index):
-        methods["real"].append(clip_metrics(clip.latent, clip, basis))
+        closures = lip_closures(clip.audio, FPS)
+        methods["real"].append(clip_metrics(clip.latent, clip, basis, closures))
         identity = Identity(clip.neutral, clip.reference)
         rest_open = identity.rest_opening(basis)
         for seed in range(seeds):
             base = generate_baseline_motion(
                 clip.audio, FPS, identity.reference, basis, seed=seed, rest_opening=rest_open
             )
-            methods["baseline"].append(clip_metrics(base, clip, basis))
+            methods["baseline"].append(clip_metrics(base, clip, basis, closures))
             if generator is not None:
                 gen = generator.generate(
                     clip.audio,
@@ -80,8 +85,10 @@ def evaluate(
                     settings=settings,
                     rest_opening=rest_open,
                 )
-                methods[model].append(clip_metrics(gen, clip, basis))
-    return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
+                methods[model].append(clip_metrics(gen, clip, basis, closures))
+                shut = close_lips(gen, closures, clip.neutral, basis)
+                methods[f"{model} + lip closures"].append(clip_metrics(shut, clip, basis, closures))
+    return {m: {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
 
 
 def markdown(results: dict[str, dict[str, float]]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from openvasa.audio.frontends import get_frontend
+from openvasa.audio.phonetics import lip_closures
 from openvasa.data.clips import trained_identities
 from openvasa.data.config import PrepConfig
 from openvasa.data.loader import split_shards
@@ -30,6 +31,7 @@ from openvasa.face.latent import FaceLatent, FaceLatentCodec
 from openvasa.face.track import fill_gaps
 from openvasa.io.media import write_video
 from openvasa.motion.baseline import generate_baseline_motion
+from openvasa.motion.closures import close_lips
 from openvasa.motion.generator import load_generator
 from openvasa.motion.settings import GenerationSettings
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents
@@ -168,9 +170,10 @@ def _embedding(image: np.ndarray) -> np.ndarray | None:
 
 
 def generated_latents(
-    portrait: Portrait, clip: Clip, codec: FaceLatentCodec, config: EvalConfig
+    portrait: Portrait, clip: Clip, codec: FaceLatentCodec, config: EvalConfig, closures: np.ndarray
 ) -> Iterator[tuple[str, FaceLatent, float]]:
-    """(method, motion latent, seconds to make it) for every generated method."""
+    """(method, motion latent, seconds to make it) for every generated method; the model's as `generate` makes
+    it, with the lips shut at the closures (frames of the audio's /p b m/)."""
     reference = portrait.identity.reference
     yield (
         STILL,
@@ -190,6 +193,7 @@ def generated_latents(
         latent = generator.generate(
             clip.audio, FPS, reference, codec.basis, seed=config.seed, settings=settings, rest_opening=rest_opening
         )
+        latent = close_lips(latent, closures, portrait.identity.neutral, codec.basis)
         yield model_name(steps), latent[: clip.frames], time.perf_counter() - started
 
 
@@ -201,10 +205,11 @@ def clip_scores(
     judge: Judge,
     audio_features: np.ndarray,
     loudness: np.ndarray,
+    closures: np.ndarray,
 ) -> dict[str, float]:
     """The motion metrics (eval.metrics.MOTION_METRICS) on the re-detected motion, lip sync, and what only
     rendered frames show."""
-    pair = m.MotionPair(measured.latent, real.latent, neutral, codec.basis, loudness, FPS)
+    pair = m.MotionPair(measured.latent, real.latent, neutral, codec.basis, loudness, FPS, closures)
     return {
         **sync_scores(judge, lip_features(measured.latent, codec.basis), audio_features, SYNC_MAX_OFFSET),
         **m.score_motion(pair),
@@ -237,7 +242,8 @@ def evaluate(config: EvalConfig) -> dict:
         # The real clip in the portrait's 512 framing, measured exactly as the renders are.
         real_frames = (_to_framing(f, portrait) for f in frames_at(clip.video, times))
         results = {REAL: measure(real_frames, portrait, codec, config.identity_every)}
-        for method, latent, motion_seconds in generated_latents(portrait, clip, codec, config):
+        closures = lip_closures(clip.audio, FPS)
+        for method, latent, motion_seconds in generated_latents(portrait, clip, codec, config, closures):
             timer.add("motion", method, motion_seconds, len(latent))
             with timer.stage("render", method, len(latent)):
                 frames = list(render_latents(portrait, latent, codec))
@@ -250,7 +256,7 @@ def evaluate(config: EvalConfig) -> dict:
         audio_features = judge_frontend.features(clip.audio, FPS)
         loudness = loudness_frontend.features(clip.audio, FPS)[:, 0]
         per_clip[clip.name] = {
-            method: clip_scores(measured, results[REAL], neutral, codec, judge, audio_features, loudness)
+            method: clip_scores(measured, results[REAL], neutral, codec, judge, audio_features, loudness, closures)
             for method, measured in results.items()
         }
         for method, measured in results.items():
