@@ -84,3 +84,13 @@ def test_closed_lips_are_seen_closed_in_the_rendered_frame(astronaut_portrait, c
         seen.append(lm.mouth_opening(found))
     print(f"\nre-detected opening: open {seen[0]:.3f}, at the closure {seen[1]:.3f}")
     assert seen[1] < 0.03 < seen[0] - 0.05
+
+
+def test_viseme_sheet_finds_vowels_in_words_whose_vowel_is_certain():
+    from openvasa.audio.phonetics import LEAD_S, Word
+    from openvasa.eval.visemes import OPEN_A, ROUNDED, vowel_frame
+
+    words = [Word("The", 0.0, 0.2), Word("past,", 0.2, 0.6), Word("you", 1.0, 1.2)]
+    assert vowel_frame(words, OPEN_A, "a", 100) == round((0.2 + 0.4 * 1.5 / 4 - LEAD_S) * FPS)
+    assert vowel_frame(words, ROUNDED, "ou", 100) == round((1.0 + 0.2 * 1.5 / 3 - LEAD_S) * FPS)
+    assert vowel_frame(words, ROUNDED, "ou", 20) is None  # past the clip's end
