@@ -16,7 +16,7 @@ ALLOWED = {
     "provenance": {"errors", "io", "units"},
     "render": {"errors", "face", "units"},
     "motion": {"audio", "errors", "face", "io", "units"},
-    "pipeline": {"errors", "face", "io", "motion", "provenance", "render", "units"},
+    "pipeline": {"audio", "errors", "face", "io", "motion", "provenance", "render", "units"},
     "stream": {"audio", "errors", "face", "io", "motion", "pipeline", "provenance", "render", "units"},
     "__init__": {"errors", "motion", "pipeline"},
 }

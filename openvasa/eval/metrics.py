@@ -115,6 +115,14 @@ MOTION_METRICS: dict[str, Metric] = {
 }
 
 
+def mean_of_known(values: list[float]) -> float:
+    """Mean over the values that are not nan (a metric a clip cannot have, such as p/b/m closed without English
+    speech); nan when none is known."""
+    known = np.array(values, np.float64)
+    known = known[~np.isnan(known)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def score_motion(pair: MotionPair) -> dict[str, float]:
     return {key: metric.score(pair) for key, metric in MOTION_METRICS.items()}
 

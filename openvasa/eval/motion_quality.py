@@ -88,7 +88,7 @@ def evaluate(
                 methods[model].append(clip_metrics(gen, clip, basis, closures))
                 shut = close_lips(gen, closures, clip.neutral, basis)
                 methods[f"{model} + lip closures"].append(clip_metrics(shut, clip, basis, closures))
-    return {m: {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} for m, rows in methods.items() if rows}
+    return {name: {k: m.mean_of_known([r[k] for r in rows]) for k in rows[0]} for name, rows in methods.items() if rows}
 
 
 def markdown(results: dict[str, dict[str, float]]) -> str:

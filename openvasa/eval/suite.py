@@ -265,7 +265,7 @@ def evaluate(config: EvalConfig) -> dict:
     methods = list(next(iter(per_clip.values())))
     summary = {
         method: {
-            key: float(np.nanmean([c[method][key] for c in per_clip.values()]))
+            key: m.mean_of_known([c[method][key] for c in per_clip.values()])
             for key in per_clip[next(iter(per_clip))][method]
         }
         for method in methods
