@@ -41,7 +41,7 @@ class BlinkCalibration:
         return (1.0 + self.threshold) / 2
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {k: float(v) for k, v in asdict(self).items()}  # plain floats: checkpoints load weights only
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> "BlinkCalibration":
