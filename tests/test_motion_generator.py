@@ -262,7 +262,7 @@ def test_checkpoints_load_safely_and_name_their_version(tmp_path):
     copy = tmp_path / "copy.pt"
     shipped.save(copy)
     again = MotionCheckpoint.load(copy)
-    assert again.dit == shipped.dit and again.version == 1 and again.eye_calibration == shipped.eye_calibration
+    assert again.dit == shipped.dit and again.version == 1 and again.blink_calibration == shipped.blink_calibration
     assert all(torch.equal(again.state_dict[k], v) for k, v in shipped.state_dict.items())
 
     newer = tmp_path / "newer.pt"

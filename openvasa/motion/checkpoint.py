@@ -33,7 +33,9 @@ class MotionCheckpoint:
     state_dict: dict  # the weights (fp16 when shipped)
     mouth_readout: list[float]  # dynamics -> mouth opening, for the training's lip loss and validation
     step: int
-    eye_calibration: dict | None = None  # openvasa.tools.calibrate: generated -> real blink depth quantiles
+    # openvasa.motion.blinks.BlinkCalibration.to_dict(), fitted by openvasa.tools.calibrate. A checkpoint of the
+    # first calibration (`eye_calibration`, depth quantiles) loads without it, uncalibrated: recalibrate it.
+    blink_calibration: dict | None = None
     version: int = CHECKPOINT_VERSION
 
     def save(self, path: str | Path) -> None:

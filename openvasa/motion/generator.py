@@ -18,7 +18,7 @@ from openvasa.errors import OpenVasaError
 from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, FaceBasis, FaceLatent, gaze_to_iris_offset
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
-from openvasa.motion.blinks import BlinkFloor
+from openvasa.motion.blinks import BlinkCalibration, Blinks
 from openvasa.motion.checkpoint import MotionCheckpoint, model_features
 from openvasa.motion.controls import MotionControls, emotion_eye_openness, emotion_offset
 from openvasa.motion.diffusion import (
@@ -63,8 +63,10 @@ class MotionGenerator:
         # Loudness (the energy front-end's first column) gates speech: in silence the face listens.
         parts = saved.train["frontend"].split("+")
         self.loudness_column = -4 if parts[-1].startswith("energy") else None
-        # Blink depth: generated -> real quantiles of openness relative to rest (openvasa.tools.calibrate).
-        self.eye_calibration = saved.eye_calibration
+        # Which of the model's eye dips are blinks (openvasa.tools.calibrate); None: all left as sampled.
+        self.blink_calibration = (
+            BlinkCalibration.from_dict(saved.blink_calibration) if saved.blink_calibration is not None else None
+        )
 
     def rest_motion(self, reference: FaceLatent) -> np.ndarray:
         """(M,) the motion vector of the portrait as it is: no pose change, its eyes, its expression."""
@@ -144,10 +146,7 @@ class MotionGenerator:
         stream = MotionStream(self, reference, basis, controls, seed, settings, rest_opening)
         n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
         features = self.audio_features(audio) if features is None else features
-        total, w = len(features), self.config.window
-        padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
-        motion = np.concatenate([stream.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
-        latent = stream.smooth(stream.to_latent(motion, features), whole=True)
+        latent = stream.smooth(stream.to_latent(stream.sample_all(features), features), whole=True)
         return _resample(latent, FPS, fps, n_out)
 
 
@@ -193,7 +192,8 @@ class MotionStream:
         c = self.controls
         self.emotion = emotion_offset(c.emotion, basis, c.emotion_strength)
         self.eye_openness = emotion_eye_openness(c.emotion, c.emotion_strength)
-        self.blink_floor = BlinkFloor(FPS, seed)
+        self.open_level = reference.eyes[0, EYE_OPEN] * self.eye_openness  # (2,) the eyes' openness when open
+        self.blinks = Blinks(FPS, seed, generator.blink_calibration)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
         self.frames_out = 0  # frames turned into latents so far
@@ -223,6 +223,13 @@ class MotionStream:
         self.context_audio = torch.cat([self.context_audio, audio])[-c:]
         return denormalise(window, g.stats.motion_mean, g.stats.motion_std).numpy().astype(np.float64)
 
+    def sample_all(self, features: np.ndarray) -> np.ndarray:
+        """Audio features (T, A) of any length -> denormalised motion (T, M), window after window (the last one
+        padded with zero features)."""
+        total, w = len(features), self.model.config.window
+        padded = np.concatenate([features, np.zeros((-total % w, features.shape[1]), features.dtype)])
+        return np.concatenate([self.sample(padded[s : s + w]) for s in range(0, total, w)])[:total]
+
     def _running_mean(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-frame exponential running mean of x (T, D) along time, carried across calls."""
         alpha = 1.0 / self.RUNNING_MEAN_FRAMES
@@ -247,13 +254,26 @@ class MotionStream:
         self.running["listening"] = weight
         return out
 
+    def open_eyes(self, motion: np.ndarray) -> np.ndarray:
+        """(T, 2) eye openness of the next frames of denormalised motion (T, M), before the blinks are shaped
+        (self.blinks): the model's, on the portrait's eyes, with the emotion's widening or narrowing."""
+        rest_open = self.reference.eyes[0, EYE_OPEN]
+        # Openness is relative to the person's eye shape: rescale the data's typical openness to the portrait's.
+        openness = motion[:, EYES][:, EYE_OPEN] * rest_open / self.model.stats.openness_mean
+        # The model starts from its context of a resting face with a dip of the eyes (0.2-0.5 of open in the first
+        # frames for every seed): every video opened with half-shut eyes. They start as the portrait's instead.
+        frame = self.frames_out + np.arange(len(openness))
+        hold, handover = self.OPEN_START_FRAMES
+        floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * rest_open
+        return np.maximum(openness, floor) * self.eye_openness
+
     def to_latent(self, motion: np.ndarray, features: np.ndarray) -> FaceLatent:
         """Denormalised motion (T, M) and its audio features (T, A) -> FaceLatent, with the controls applied.
 
         In silence the expression relaxes towards the portrait's own: people close their mouths when they
         stop talking, but five minutes of talking videos hold few pauses and the model keeps the mouth as
         open as average speech (an opening of 0.22 instead of the rest 0.12 on the astronaut)."""
-        controls, reference, stats = self.controls, self.reference, self.model.stats
+        controls, reference = self.controls, self.reference
         delta = motion[:, POSE].copy()
         for part in (POSE_ANGLES, POSE_SHIFT):
             delta[:, part] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
@@ -261,21 +281,7 @@ class MotionStream:
         lean = delta[:, LOG_SCALE] - self._running_mean("scale", delta[:, LOG_SCALE : LOG_SCALE + 1])[:, 0]
         delta[:, LOG_SCALE] = -np.log(controls.distance) + controls.motion_scale * lean
         eyes = motion[:, EYES].copy()
-        rest_open = reference.eyes[0, EYE_OPEN]
-        # Openness is relative to the person's eye shape: rescale the data's typical openness to the portrait's.
-        eyes[:, EYE_OPEN] *= rest_open / stats.openness_mean
-        if self.model.eye_calibration is not None:
-            generated, real = (np.array(self.model.eye_calibration[k]) for k in ("model", "real"))
-            ratio = eyes[:, EYE_OPEN].mean(1) / rest_open.mean()
-            mapped = np.where(ratio < generated[-1], np.interp(ratio, generated, real), ratio)
-            eyes[:, EYE_OPEN] *= (mapped / np.maximum(ratio, 1e-6))[:, None]
-        # The model starts from its context of a resting face with a dip of the eyes (0.2-0.5 of open in the first
-        # frames for every seed): every video opened with half-shut eyes. They start as the portrait's instead.
-        frame = self.frames_out + np.arange(len(eyes))
-        hold, handover = self.OPEN_START_FRAMES
-        floor = np.clip((hold + handover - frame) / handover, 0, 1)[:, None] * rest_open
-        eyes[:, EYE_OPEN] = np.maximum(eyes[:, EYE_OPEN], floor) * self.eye_openness
-        eyes[:, EYE_OPEN] = self.blink_floor.apply(eyes[:, EYE_OPEN], rest_open * self.eye_openness)
+        eyes[:, EYE_OPEN] = self.blinks.apply(self.open_eyes(motion), self.open_level)
         self.frames_out += len(eyes)
         gaze = eyes[:, EYE_IRIS]
         if controls.gaze is not None:
