@@ -142,8 +142,10 @@ def measure(frames: Iterable[np.ndarray], portrait: Portrait, codec: FaceLatentC
             marks.append(points if points is not None else np.full((478, 3), np.nan, np.float32))
             flicker.add(frame)
             if reference is not None and i % identity_every == 0:
-                embedding = _embedding(frame)
-                distances.append(np.linalg.norm(embedding - reference) if embedding is not None else np.inf)
+                # dlib's detector misses some faces MediaPipe tracks (a tilted head on a dark background): such
+                # frames say nothing of identity, and counting them as infinitely far made a clip's mean inf.
+                if (embedding := _embedding(frame)) is not None:
+                    distances.append(np.linalg.norm(embedding - reference))
     valid = np.array(found)
     if not valid.any():
         raise OpenVasaError("the face was not found in any frame")
