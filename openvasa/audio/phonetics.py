@@ -52,8 +52,16 @@ def _whisper() -> "WhisperModel":
 
 def transcribe(audio: np.ndarray) -> list[Word]:
     """Words with their times in 16 kHz mono speech (S,) float32, from the segments read with confidence."""
+    # One greedy pass (temperature 0, no fallback): the fallbacks re-decode the segments it cannot read, which are
+    # dropped anyway, and took 6 s for 20 s of German against 1 s in one pass; English reads the same.
     segments, _ = _whisper().transcribe(
-        np.asarray(audio, np.float32), language="en", word_timestamps=True, beam_size=1, vad_filter=False
+        np.asarray(audio, np.float32),
+        language="en",
+        word_timestamps=True,
+        beam_size=1,
+        temperature=0.0,
+        condition_on_previous_text=False,
+        vad_filter=False,
     )
     return [
         Word(w.word.strip(), w.start, w.end)
