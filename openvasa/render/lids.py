@@ -102,7 +102,7 @@ class LidLayer:
     def _paint(
         self,
         frame: np.ndarray,
-        resting: np.ndarray,
+        top: np.ndarray,
         lid: np.ndarray,
         band_high: np.ndarray,
         band_low: np.ndarray,
@@ -111,9 +111,10 @@ class LidLayer:
         light: np.ndarray,
         eye_width: float,
     ) -> None:
-        """Map the skin band (band_high above band_low) onto the swept band (resting above lid)."""
+        """Map the skin band (band_high above band_low) onto the painted band (top, above the resting lid line,
+        down to the lid)."""
         h, w = frame.shape[:2]
-        polygon = np.concatenate([resting, lid[::-1]])
+        polygon = np.concatenate([top, lid[::-1]])
         pad = int(np.ceil(eye_width * LASH_WIDTH)) + 2
         x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - pad, 0)
         x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + pad + 1, [w, h])
@@ -122,7 +123,7 @@ class LidLayer:
         offset = np.array([x0, y0], np.float64)
         triangles, sources = [], []
         for i in range(len(lid) - 1):
-            quad = (resting[i], resting[i + 1], lid[i + 1], lid[i])
+            quad = (top[i], top[i + 1], lid[i + 1], lid[i])
             skin = (band_high[i], band_high[i + 1], band_low[i + 1], band_low[i])
             for a, b, c in ((0, 1, 2), (0, 2, 3)):
                 triangles.append([quad[a], quad[b], quad[c]])
@@ -132,7 +133,7 @@ class LidLayer:
         if not map_x.size:
             return
         skin = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        from_top, from_lid = (_distance_to(line - offset, size) for line in (resting, lid))
+        from_top, from_lid = (_distance_to(line - offset, size) for line in (top, lid))
         depth = (from_top / np.maximum(from_top + from_lid, 1e-6))[..., None]  # 0 at the top, 1 at the lid's edge
         # The band's texture, softened, over its tone lightened down the lid as the lid bulges into the light (the
         # texture multiplied up instead made a shadowed band's specks glow).
