@@ -86,13 +86,18 @@ def bilabial_letters(word: str) -> list[tuple[int, int]]:
     return found
 
 
+def letter_time(word: Word, index: int, count: int) -> float:
+    """Seconds at which the mouth makes letter `index` of a word's `count` letters: its share of the word's timing,
+    LEAD_S earlier."""
+    return word.start + (word.end - word.start) * (index + 0.5) / count - LEAD_S
+
+
 def bilabial_frames(words: list[Word], loudness: np.ndarray, fps: float) -> np.ndarray:
     """(N,) sorted distinct frame indices where the lips meet; loudness: (T,) per video frame."""
     frames = set()
     for word in words:
         for index, count in bilabial_letters(word.text):
-            guess = word.start + (word.end - word.start) * (index + 0.5) / count - LEAD_S
-            centre = int(round(guess * fps))
+            centre = int(round(letter_time(word, index, count) * fps))
             low, high = max(centre - SNAP_FRAMES, 0), min(centre + SNAP_FRAMES + 1, len(loudness))
             if low < high:
                 frames.add(low + int(np.argmin(loudness[low:high])))

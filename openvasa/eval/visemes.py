@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from openvasa.audio.features import frame_energy_features
-from openvasa.audio.phonetics import LEAD_S, Word, bilabial_frames, transcribe
+from openvasa.audio.phonetics import Word, bilabial_frames, letter_time, transcribe
 from openvasa.eval.suite import Clip, EvalConfig, eval_clips, frames_at
 from openvasa.face import landmarks as lm
 from openvasa.face.detect import FRAME_SIZE, FaceAnalyzer
@@ -44,8 +44,7 @@ def vowel_frame(words: list[Word], vocabulary: frozenset[str], letters: str, n_f
         text = "".join(c for c in word.text.lower() if c.isalpha() or c == "'")
         if text in vocabulary:
             index = min(text.index(c) for c in letters if c in text)
-            place = word.start + (word.end - word.start) * (index + 0.5) / len(text) - LEAD_S
-            frame = int(round(place * FPS))
+            frame = int(round(letter_time(word, index, len(text)) * FPS))
             if 0 <= frame < n_frames:
                 return frame
     return None
