@@ -11,9 +11,8 @@ from openvasa.face.latent import FaceBasis, FaceLatent, mouth_opening
 from openvasa.motion.baseline import MouthModel
 
 HALF_WIDTH = 2  # frames each side of a closure frame over which its weight falls from 1 to 0
-SHUT = (
-    0.004  # inner-lip gap (eye distances) of lips that meet: real closures on the validation clips measure 0.001-0.005
-)
+# Inner-lip gap (eye distances) of lips that meet: real closures on the validation clips measure 0.001-0.005.
+SHUT = 0.004
 
 
 def close_lips(latent: FaceLatent, closures: np.ndarray, neutral: np.ndarray, basis: FaceBasis) -> FaceLatent:
