@@ -48,8 +48,11 @@ def load_validation_clips(index: Path, split: str = "val") -> list[ClipMotion]:
     return clips
 
 
-def clip_metrics(latent: FaceLatent, clip: ClipMotion, basis: FaceBasis, closures: np.ndarray) -> dict[str, float]:
-    loudness = frame_energy_features(clip.audio, FPS)[:, 0]
+def clip_metrics(
+    latent: FaceLatent, clip: ClipMotion, basis: FaceBasis, loudness: np.ndarray, closures: np.ndarray
+) -> dict[str, float]:
+    """The motion metrics of a latent against the clip's real motion; loudness (T,) and closures (N,): the clip's
+    audio's, computed once per clip."""
     return m.score_motion(m.MotionPair(latent, clip.latent, clip.neutral, basis, loudness, FPS, closures))
 
 
@@ -66,15 +69,15 @@ def evaluate(
         methods[model] = []
         methods[f"{model} + lip closures"] = []
     for clip in load_validation_clips(index):
-        closures = lip_closures(clip.audio, FPS)
-        methods["real"].append(clip_metrics(clip.latent, clip, basis, closures))
+        loudness, closures = frame_energy_features(clip.audio, FPS)[:, 0], lip_closures(clip.audio, FPS)
+        methods["real"].append(clip_metrics(clip.latent, clip, basis, loudness, closures))
         identity = Identity(clip.neutral, clip.reference)
         rest_open = identity.rest_opening(basis)
         for seed in range(seeds):
             base = generate_baseline_motion(
                 clip.audio, FPS, identity.reference, basis, seed=seed, rest_opening=rest_open
             )
-            methods["baseline"].append(clip_metrics(base, clip, basis, closures))
+            methods["baseline"].append(clip_metrics(base, clip, basis, loudness, closures))
             if generator is not None:
                 gen = generator.generate(
                     clip.audio,
@@ -85,9 +88,9 @@ def evaluate(
                     settings=settings,
                     rest_opening=rest_open,
                 )
-                methods[model].append(clip_metrics(gen, clip, basis, closures))
+                methods[model].append(clip_metrics(gen, clip, basis, loudness, closures))
                 shut = close_lips(gen, closures, clip.neutral, basis)
-                methods[f"{model} + lip closures"].append(clip_metrics(shut, clip, basis, closures))
+                methods[f"{model} + lip closures"].append(clip_metrics(shut, clip, basis, loudness, closures))
     return {name: {k: m.mean_of_known([r[k] for r in rows]) for k in rows[0]} for name, rows in methods.items() if rows}
 
 
