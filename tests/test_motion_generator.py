@@ -193,8 +193,11 @@ def test_two_minutes_without_drift_or_freezing(portrait_reference):
     mouth = lm.mouth_opening(basis.mean + basis.expression(latent.eyes, latent.dynamics))
     first, last = slice(0, 500), slice(-500, None)
     angles = np.degrees(latent.pose[:, :2])
+    moved, spread = np.abs(angles[first].mean(0) - angles[last].mean(0)), angles.std(0)
     print(f"first vs last 20 s: pose mean {angles[first].mean(0).round(2)} vs {angles[last].mean(0).round(2)} deg")
-    assert np.abs(angles[first].mean(0) - angles[last].mean(0)).max() < 3.0  # no drift
+    # No drift: the head does not walk away further than it wanders. Real heads' first and last 10 s differ by up to
+    # 1.5 of their spread (the training clips of 20-30 s: reagan 8.5 deg for a spread of 5.5).
+    assert np.all(moved < spread) and moved.max() < 6.0, (moved, spread)
     for x in (angles, mouth):
         ratio = x[last].std(0) / x[first].std(0)
         assert np.all((ratio > 0.5) & (ratio < 2.0))  # no freezing, no blow-up
@@ -263,6 +266,7 @@ def test_checkpoints_load_safely_and_name_their_version(tmp_path):
     shipped.save(copy)
     again = MotionCheckpoint.load(copy)
     assert again.dit == shipped.dit and again.version == 1 and again.blink_calibration == shipped.blink_calibration
+    assert again.head_calibration == shipped.head_calibration is not None
     assert all(torch.equal(again.state_dict[k], v) for k, v in shipped.state_dict.items())
 
     newer = tmp_path / "newer.pt"

@@ -4,7 +4,7 @@ The model dips its eyes often, but few dips reach a blink's depth, so after rend
 from generated to real openness quantiles (the first calibration) deepened every dip in proportion, and a model
 retrained on more clips, which dips more often, blinked twice as often as people (45.5 a minute for 23). So rate and
 depth are set apart: a dip below a threshold fitted per model on the training people (BlinkCalibration,
-openvasa.tools.calibrate) becomes a blink of a real blink's depth and shape, and shallower dips stay as they are.
+openvasa.tools.calibrate) becomes a blink of a real blink's depth and shape, and shallower dips stay, though never below HELD_OPEN.
 
 And a floor: on some voices the model hardly dips at all (one validation speaker: 0-12 a minute over 6 seeds, where
 real people blink 20-40 times). A face that does not blink for ten seconds reads as dead, so where the eyes stay
@@ -21,6 +21,10 @@ import numpy as np
 BLINK_PROFILE = np.array([0.86, 0.44, 0.16, 0.43, 0.71, 0.86, 0.93, 0.96])
 DIP_PHASE = 1  # a dip is seen when it is already on its way down: its blink starts at the profile's first drop
 BLINK_FRACTION = 0.5  # openness below this share of the open level is a blink (as in prep and the metrics)
+# A calibrated model's eyes stay at least this open between blinks. Its dips that are not blinks are half-shut
+# flickers, and one that outlasted the blink drawn over it reopened the eye to a blink's depth: the low-latency
+# model dipped below half open 34 times a minute and was counted blinking 66.5 times.
+HELD_OPEN = BLINK_FRACTION + 0.1
 # The longest a face stays unblinking: drawn per blink between the 90th and the 95th percentile of the gaps
 # between blinks in the training clips (3.3 s and 4.7 s), so added blinks do not come like a metronome.
 MAX_GAP_S = (3.3, 4.7)
@@ -66,7 +70,7 @@ class Blinks:
 
     def apply(self, openness: np.ndarray, open_level: np.ndarray) -> np.ndarray:
         """openness: (T, 2) eye openness of the next frames; open_level: (2,) the eyes' open openness. Returns the
-        openness with the blinks drawn (never more open than given)."""
+        openness with the blinks drawn and, with a calibration, the eyes held HELD_OPEN open between them."""
         out = openness.copy()
         level = open_level.mean()
         for t in range(len(out)):
@@ -79,6 +83,8 @@ class Blinks:
             if self.phase is not None:
                 out[t] = np.minimum(out[t], open_level * BLINK_PROFILE[self.phase])
                 self.phase = self.phase + 1 if self.phase + 1 < len(BLINK_PROFILE) else None
+            elif self.calibration is not None:
+                out[t] = np.maximum(out[t], open_level * HELD_OPEN)
             closed = out[t].mean() < BLINK_FRACTION * level
             self.open_frames = 0 if closed else self.open_frames + 1
             if self.phase is None and self.open_frames >= self.gap:

@@ -36,6 +36,9 @@ class MotionCheckpoint:
     # openvasa.motion.blinks.BlinkCalibration.to_dict(), fitted by openvasa.tools.calibrate. A checkpoint of the
     # first calibration (`eye_calibration`, depth quantiles) loads without it, uncalibrated: recalibrate it.
     blink_calibration: dict | None = None
+    # openvasa.motion.head.HeadCalibration.to_dict(), fitted by openvasa.tools.calibrate; None: the head's range as
+    # sampled.
+    head_calibration: dict | None = None
     version: int = CHECKPOINT_VERSION
 
     def save(self, path: str | Path) -> None:

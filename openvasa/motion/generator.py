@@ -29,6 +29,7 @@ from openvasa.motion.diffusion import (
     traced_window_sampler,
 )
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
+from openvasa.motion.head import HeadCalibration, HeadRange
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
     EYES,
@@ -66,6 +67,10 @@ class MotionGenerator:
         # Which of the model's eye dips are blinks (openvasa.tools.calibrate); None: all left as sampled.
         self.blink_calibration = (
             BlinkCalibration.from_dict(saved.blink_calibration) if saved.blink_calibration is not None else None
+        )
+        # How far the head wanders (openvasa.tools.calibrate); None: as sampled.
+        self.head_calibration = (
+            HeadCalibration.from_dict(saved.head_calibration) if saved.head_calibration is not None else None
         )
 
     def rest_motion(self, reference: FaceLatent) -> np.ndarray:
@@ -194,6 +199,7 @@ class MotionStream:
         self.eye_openness = emotion_eye_openness(c.emotion, c.emotion_strength)
         self.open_level = reference.eyes[0, EYE_OPEN] * self.eye_openness  # (2,) the eyes' openness when open
         self.blinks = Blinks(FPS, seed, generator.blink_calibration)
+        self.head = HeadRange(generator.head_calibration)
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
         self.frames_out = 0  # frames turned into latents so far
@@ -274,7 +280,7 @@ class MotionStream:
         stop talking, but five minutes of talking videos hold few pauses and the model keeps the mouth as
         open as average speech (an opening of 0.22 instead of the rest 0.12 on the astronaut)."""
         controls, reference = self.controls, self.reference
-        delta = motion[:, POSE].copy()
+        delta = self.head.apply(motion[:, POSE])
         for part in (POSE_ANGLES, POSE_SHIFT):
             delta[:, part] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
         # The mean head size is set by the distance control; the model adds natural variation around it.

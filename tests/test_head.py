@@ -1,0 +1,84 @@
+"""The head's range: the calibration widens a small wander towards its level, leaves a wide one, the head's
+shakes and its ten-second mean alone; it gives the same poses block by block (live) as all at once (offline); and
+the shipped model's generated head spreads further than sampled, within real people's range."""
+
+import numpy as np
+
+from openvasa.eval.metrics import pose_std, pose_variation
+from openvasa.face.latent import FaceBasis
+from openvasa.io.media import load_audio
+from openvasa.motion.generator import MotionGenerator
+from openvasa.motion.head import HeadCalibration, HeadRange, wander, wander_level
+
+from .conftest import shared_file
+
+CALIBRATION = HeadCalibration(level=np.radians(3.0), model_level=np.radians(1.0), real_std=0.0, model_std=0.0)
+
+
+def wandering(amplitude: float, frames: int = 1500, seed: int = 0) -> np.ndarray:
+    """(T, 7) pose offsets: a wander of the angles and shifts (a sum of slow sines, periods 2-8 s, `amplitude`
+    radians RMS) with fast shakes on top; the scale column stays 0."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None] / 25.0
+    periods, phases = rng.uniform(2, 8, (6, 3)), rng.uniform(0, 2 * np.pi, (6, 3))
+    slow = np.sin(2 * np.pi * t[:, :, None] / periods + phases).sum(-1) * amplitude / np.sqrt(1.5)
+    delta = np.zeros((frames, 7))
+    delta[:, :6] = slow + rng.normal(0, 0.002, (frames, 6))
+    return delta
+
+
+def test_a_small_wander_is_widened_to_the_level_and_its_shakes_are_kept():
+    delta = wandering(np.radians(0.7))
+    before = wander_level(wander(delta)[0][500:])
+    calibration = HeadCalibration(level=2.5 * before, model_level=before, real_std=0.0, model_std=0.0)
+    out = HeadRange(calibration).apply(delta)
+    spread, speed = pose_std(out) / pose_std(delta), pose_variation(out) / pose_variation(delta)
+    added = out[500:, :6] - delta[500:, :6]  # (gain - 1) x the wander, once the running level has settled
+    gain = 1 + np.linalg.norm(added) / np.linalg.norm(wander(delta)[0][500:])
+    print(
+        f"\nsmall wander: gain {gain:.2f} (level / wander 2.5), spread x{spread:.2f}, frame-to-frame speed x{speed:.2f}"
+    )
+    assert 2.2 < gain < 2.8
+    assert spread > 1.3
+    assert speed < 1.25  # the slow part gains, the shakes do not
+    np.testing.assert_array_equal(out[:, 6], delta[:, 6])
+    np.testing.assert_array_equal(HeadRange(None).apply(delta), delta)
+
+
+def test_a_wide_wander_and_a_constant_offset_are_left():
+    wide = wandering(np.radians(6.0))
+    out = HeadRange(CALIBRATION).apply(wide)
+    print(f"\nwide wander: spread x{pose_std(out) / pose_std(wide):.2f}")
+    assert pose_std(out) / pose_std(wide) < 1.1
+    turned = wandering(np.radians(0.7))
+    turned[:, 0] += np.radians(10.0)  # a head that turned away and stays there: its wander widens, not the turn
+    out = HeadRange(CALIBRATION).apply(turned)
+    shift = np.degrees(np.abs(out[-500:, 0].mean() - turned[-500:, 0].mean()))
+    print(f"turned head: its last 20 s moved {shift:.2f} deg")
+    assert shift < 0.5
+
+
+def test_block_by_block_equals_all_at_once():
+    delta = wandering(np.radians(1.0), 200, seed=1)
+    whole = HeadRange(CALIBRATION).apply(delta)
+    head = HeadRange(CALIBRATION)
+    blocks = np.concatenate([head.apply(delta[i : i + 4]) for i in range(0, len(delta), 4)])
+    np.testing.assert_allclose(blocks, whole, atol=1e-12)
+
+
+def test_the_shipped_model_is_calibrated_to_real_spreads(astronaut_portrait):
+    """With its calibration the generated head wanders further than as sampled and within real people's spread
+    (yaw and pitch std 0.9-8.0 deg per clip): 20 s of one English voice."""
+    speech = load_audio(shared_file("audio/musetalk_eng.wav"))[: 20 * 16000]
+    generator, basis = MotionGenerator(), FaceBasis.load()  # not the cached one: its calibration is changed below
+    reference = astronaut_portrait.identity.reference
+    assert generator.head_calibration is not None
+    features = generator.audio_features(speech)
+    spreads = {}
+    for name, calibration in (("calibrated", generator.head_calibration), ("as sampled", None)):
+        generator.head_calibration = calibration
+        poses = [generator.generate(speech, 25.0, reference, basis, seed=s, features=features).pose for s in range(3)]
+        spreads[name] = np.mean([pose_std(p) for p in poses])
+    print(f"\nyaw/pitch std (deg): {spreads}")
+    assert spreads["calibrated"] > 1.2 * spreads["as sampled"]
+    assert 1.5 < spreads["calibrated"] < 6.0
