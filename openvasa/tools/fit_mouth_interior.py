@@ -208,14 +208,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("openvasa/assets") / ATLAS_FILE)
     parser.add_argument("--sheet", type=Path, default=None, help="also write the atlas as a PNG")
     args = parser.parse_args()
-    openings, upper, lower, source = fit(collect_all(training_videos(args.videos)))
+    videos = training_videos(args.videos)
+    atlas, source = fit(collect_all(videos), {video.name: video for video in videos})
     print("atlas from", source)
-    f16 = np.float16
-    np.savez_compressed(
-        args.out, openings=openings, upper=upper.astype(f16), lower=lower.astype(f16), depth=DEPTH, source=source
-    )
+    atlas.save(args.out, source)
     if args.sheet:
-        cv2.imwrite(str(args.sheet), cv2.cvtColor(contact_sheet(upper, lower), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(contact_sheet(atlas.upper, atlas.lower), cv2.COLOR_RGB2BGR))
 
 
 if __name__ == "__main__":
