@@ -177,19 +177,21 @@ def generate(
     frames = render_latents(portrait, latent, codec)
     if on_progress is not None:
         frames = _reporting(frames, len(latent), on_progress)
-    frames, tags = _provenance(frames, portrait, model_hash(path) if path is not None else motion, watermark)
+    model = model_hash(path) if path is not None else motion
+    frames, tags = _provenance(frames, codec.decode(latent, portrait.identity), model, watermark)
     if output is None:
         return list(frames)
     return write_video(output, frames, fps, pcm, n_frames=len(latent), progress=progress, metadata=tags)
 
 
 def _provenance(
-    frames: Iterator[np.ndarray], portrait: Portrait, model: str, watermark: bool
+    frames: Iterator[np.ndarray], faces: np.ndarray, model: str, watermark: bool
 ) -> tuple[Iterator[np.ndarray], dict[str, str] | None]:
-    """The frames, each marked as generated, and the mp4's provenance tag; or both left as they are."""
+    """The frames, each marked as generated, and the mp4's provenance tag; or both left as they are. faces: (T, 478,
+    3) the landmarks each frame is drawn with: the mark stays faint wherever the face goes."""
     if not watermark:
         return frames, None
-    mark = Watermark.new(model_version(model), portrait.crop.landmarks)
+    mark = Watermark.new(model_version(model), faces)
     return (mark.apply(frame) for frame in frames), provenance_tags(model, mark.payload)
 
 
@@ -282,7 +284,8 @@ def reenact(
     codec = FaceLatentCodec()
     portrait = prepare_portrait(image, face_index, codec, framing)
     latent = drive(portrait, track_frames(clip.frames, keep_frames=False), codec, mode)
-    frames, tags = _provenance(render_latents(portrait, latent, codec), portrait, "reenact", watermark)
+    faces = codec.decode(latent, portrait.identity)
+    frames, tags = _provenance(render_latents(portrait, latent, codec), faces, "reenact", watermark)
     if output is None:
         return list(frames)
     return write_video(output, frames, clip.fps, clip.audio, n_frames=len(latent), progress=progress, metadata=tags)

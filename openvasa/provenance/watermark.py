@@ -4,8 +4,9 @@ Embedding. The payload (generator, model version, random video id) gets a CRC-16
 code: 140 coded bits. Each coded bit owns a few random spatial frequencies (0.08-0.2 cycles per pixel) of a
 TILE x TILE tile, whose sign it flips; a known sync signal owns some more. The tile is repeated over the frame and
 added to R, G and B alike (luma only, so grey-scale keeps it), scaled by a strength map made from the first frame:
-weak in the face (SSIM there is what a viewer notices), stronger in texture and background, within a PSNR budget.
-So the pattern is built once per video, and a frame costs one saturating add and one subtract.
+weak wherever the face goes (SSIM there is what a viewer notices), stronger in texture and background, within a PSNR
+budget. So the pattern is built once per video (again only when a live face moves past where it was faint), and a
+frame costs one saturating add and one subtract.
 
 Detection. Each frame's luma, high-passed and clipped (edges would dominate), is folded onto the tile (summed
 modulo TILE), over frames too; its 2-D FFT then holds the pattern's frequencies, whitened by the content's power
@@ -39,8 +40,11 @@ BACKGROUND_COST = 0.05
 SSIM_C2 = (0.03 * 255) ** 2
 AMPLITUDE = (0.5, 5.0)  # RMS of the added luma, 0-255 levels: the weakest and strongest place
 RMS_BUDGET = 2.3  # the whole frame's RMS at most: PSNR 40.9 dB (40.8 at worst measured, after rounding)
-FACE_MARGIN = 0.15  # the face's hull grown by this share of its size: the head moves
+FACE_MARGIN = 0.15  # each face's hull grown by this share of its size: no landmark lies on the hairline or the ears
 MOTION = 12  # pixels: in the face a place is as weak as the flattest place this near (eyes and mouth move)
+# A live face past the faint region widens it by its hull grown this much: a head moving on rebuilds the pattern
+# (about 10 ms) now and then rather than every frame.
+REACH = 2 * FACE_MARGIN
 KEY = b"openvasa-watermark-v1"  # public: anyone can read (and, with the code, forge or remove) the mark
 
 GENERATOR_OPENVASA = 1
@@ -222,62 +226,111 @@ def codeword(payload: Payload) -> np.ndarray:
 
 
 class Watermark:
-    """One video's mark: the payload's tile, and per frame size the pattern ready to add."""
+    """One video's mark: the payload's tile, and per frame size the strength map and the pattern ready to add."""
 
     def __init__(self, payload: Payload, face: np.ndarray | None) -> None:
         self.payload = payload
         self.face = face
         signs = 2.0 * codeword(payload) - 1.0
         self.tile = (_tile_from_spectrum(LAYOUT.spectrum(signs, sync=True)) * _UNIT).astype(np.float32)
+        self._strengths: dict[tuple[int, int], Strength] = {}
         self._patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def new(cls, model_version: int, face: np.ndarray | None, generator: int = GENERATOR_OPENVASA) -> "Watermark":
-        """A mark with a fresh random 32-bit video id. face: the landmarks (N, 2+) (x, y) in frame pixels of the face
-        in the frames (e.g. the portrait's), where the mark is kept faint; None for frames without a face."""
+        """A mark with a fresh random 32-bit video id. face: the landmarks (x, y) in frame pixels of the face in the
+        frames, where the mark is kept faint: (T, N, 2+) for each frame of a clip made ahead, or (N, 2+) for the
+        first (a live stream: `apply` is then given each frame's); None for frames without a face."""
         return cls(Payload(generator, model_version, secrets.randbits(32)), face)
 
-    def _pattern(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pattern(self, strength: "Strength") -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 positive and negative parts of the rounded pattern, tiled from the top-left corner and
-        scaled by the strength map of the first frame of this size."""
-        height, width = frame.shape[:2]
-        key = (height, width)
-        if key not in self._patterns:
-            reps = (-(-height // TILE), -(-width // TILE))
-            delta = np.rint(np.tile(self.tile, reps)[:height, :width] * strength_map(frame, self.face)).astype(np.int16)
-            plus = np.repeat(np.clip(delta, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            minus = np.repeat(np.clip(-delta, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            self._patterns[key] = (plus, minus)
-        return self._patterns[key]
+        scaled by the strength map."""
+        height, width = strength.region.shape
+        reps = (-(-height // TILE), -(-width // TILE))
+        delta = np.rint(np.tile(self.tile, reps)[:height, :width] * strength.amplitude()).astype(np.int16)
+        plus = np.repeat(np.clip(delta, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        minus = np.repeat(np.clip(-delta, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        return plus, minus
 
-    def apply(self, frame: np.ndarray) -> np.ndarray:
-        """Marked copy of an RGB uint8 (H, W, 3) frame: the same luma delta on R, G and B, saturated at 0 and 255."""
+    def apply(self, frame: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
+        """Marked copy of an RGB uint8 (H, W, 3) frame: the same luma delta on R, G and B, saturated at 0 and 255.
+        face: this frame's landmarks (N, 2+), for a face not known ahead (a live stream): where it reaches past the
+        faint region, the region widens before the frame is marked."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-        plus, minus = self._pattern(frame)
+        key = frame.shape[:2]
+        if key not in self._strengths:
+            self._strengths[key] = Strength.of(frame, self.face)
+            self._patterns[key] = self._pattern(self._strengths[key])
+        if face is not None and self._strengths[key].widen(face):
+            self._patterns[key] = self._pattern(self._strengths[key])
+        plus, minus = self._patterns[key]
         return cv2.subtract(cv2.add(frame, plus), minus)
 
 
-def strength_map(frame: np.ndarray, face: np.ndarray | None) -> np.ndarray:
-    """(H, W) float32 RMS of the mark for an RGB uint8 frame and its face's landmarks (N, 2+) (x, y) pixels (None:
-    no face): faint in the face, more so on flat skin, stronger in texture and in the background."""
-    height, width = frame.shape[:2]
-    luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    mean = cv2.blur(luma, (7, 7))
-    variance = np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0)
-    in_face = np.zeros((height, width), np.uint8)
-    if face is not None:
-        points = np.asarray(face, np.float32)[:, :2]
-        centre = points.mean(axis=0)
-        grown = centre + (points - centre) * (1 + FACE_MARGIN)
-        cv2.fillConvexPoly(in_face, cv2.convexHull(np.rint(grown).astype(np.int32)), 1)
-    kernel = np.ones((2 * MOTION + 1, 2 * MOTION + 1), np.uint8)
-    face_amplitude = cv2.erode(np.sqrt(FACE_COST * (2 * variance + SSIM_C2)), kernel)
-    background_amplitude = np.sqrt(BACKGROUND_COST * (2 * variance + SSIM_C2))
-    amplitude = np.where(in_face > 0, face_amplitude, background_amplitude)
-    amplitude = np.clip(cv2.GaussianBlur(amplitude, (0, 0), 4.0), *AMPLITUDE)
-    rms = float(np.sqrt(np.mean(amplitude**2)))
-    return amplitude * min(1.0, RMS_BUDGET / rms)
+def _faces(face: np.ndarray | None) -> np.ndarray:
+    """Landmarks (N, 2+) or (T, N, 2+) -> (T, N, 2) float32; (0, 0, 2) for None."""
+    if face is None:
+        return np.zeros((0, 0, 2), np.float32)
+    points = np.asarray(face, np.float32)
+    return points[..., :2].reshape(-1, points.shape[-2], 2)
+
+
+def _fill_hull(mask: np.ndarray, face: np.ndarray, margin: float) -> None:
+    """Set to 1 (in place) the convex hull of a face's landmarks (N, 2), grown by `margin` of its size."""
+    centre = face.mean(axis=0)
+    grown = centre + (face - centre) * (1 + margin)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.rint(grown).astype(np.int32)), 1)
+
+
+@dataclass
+class Strength:
+    """The mark's RMS over a frame size, from the texture of its first frame. face, background: (H, W) float32 the
+    RMS a place gets inside and outside the region the face goes to; region: (H, W) uint8, 1 there."""
+
+    face: np.ndarray
+    background: np.ndarray
+    region: np.ndarray
+
+    @classmethod
+    def of(cls, frame: np.ndarray, face: np.ndarray | None) -> "Strength":
+        """For an RGB uint8 frame and the landmarks of its face (see Watermark.new), the first frame's first."""
+        height, width = frame.shape[:2]
+        luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        mean = cv2.blur(luma, (7, 7))
+        variance = np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0)
+        faces = _faces(face)
+        first, region = np.zeros((height, width), np.uint8), np.zeros((height, width), np.uint8)
+        for i, points in enumerate(faces):
+            _fill_hull(region, points, FACE_MARGIN)
+            if i == 0:
+                _fill_hull(first, points, FACE_MARGIN)
+        # Where the face is now, its own texture; where it goes later, its flattest skin may come (what is there now,
+        # hair or background, showed through the forehead as a speckle as strong as theirs).
+        face_texture = np.where(first > 0, variance, 0)
+        kernel = np.ones((2 * MOTION + 1, 2 * MOTION + 1), np.uint8)
+        face_amplitude = cv2.erode(np.sqrt(FACE_COST * (2 * face_texture + SSIM_C2)), kernel)
+        background_amplitude = np.sqrt(BACKGROUND_COST * (2 * variance + SSIM_C2))
+        return cls(face_amplitude, background_amplitude, region)
+
+    def widen(self, face: np.ndarray) -> bool:
+        """Take a face's landmarks (N, 2+) into the region if it reaches past it; whether it did."""
+        points = _faces(face)[0]
+        hull = np.zeros_like(self.region)
+        _fill_hull(hull, points, FACE_MARGIN)
+        if not (hull > self.region).any():
+            return False
+        _fill_hull(self.region, points, REACH)
+        return True
+
+    def amplitude(self) -> np.ndarray:
+        """(H, W) float32 RMS of the mark: faint where the face goes, more so on flat skin, stronger in texture and in
+        the background, smoothed, clipped to AMPLITUDE and scaled down to the RMS_BUDGET."""
+        amplitude = np.where(self.region > 0, self.face, self.background)
+        amplitude = np.clip(cv2.GaussianBlur(amplitude, (0, 0), 4.0), *AMPLITUDE)
+        rms = float(np.sqrt(np.mean(amplitude**2)))
+        return amplitude * min(1.0, RMS_BUDGET / rms)
 
 
 def _residual(frame: np.ndarray) -> np.ndarray:

@@ -208,7 +208,7 @@ class TalkingSession:
         started = time.perf_counter()
         frame.image = self.portrait.renderer.render(points)
         if self.watermark is not None:
-            frame.image = self.watermark.apply(frame.image)
+            frame.image = self.watermark.apply(frame.image, points)  # faint wherever the face has gone so far
         self.stats.render_s += time.perf_counter() - started
 
     def finish(self) -> None:

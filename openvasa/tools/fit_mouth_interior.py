@@ -36,6 +36,8 @@ JUDGES = 3  # training clips each candidate atlas is judged on
 JUDGE_SECONDS = 6.0
 LIP_LIKE = 0.15  # a strip pixel this close to the frame's lip colour (share of its length) may be lip
 MIN_SAMPLES = 6  # samples of an opening for a clip's median to stand for it
+LUMA = np.array([0.299, 0.587, 0.114])
+LEVELS = np.linspace(0, 1, 41)  # the quantiles at which a median strip's brightness is matched to a sample's
 REQUIRED = 0.2  # the chosen clip reaches every opening from the second up to this
 FRAME_STEP = 2
 
@@ -122,9 +124,25 @@ def clip_strips(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> tuple[np.n
     upper, lower = [], []
     for k in range(len(groups)):
         group = groups[enough[np.abs(enough - k).argmin()]]
-        upper.append(median([a for a, _ in group]))
-        lower.append(median([b for _, b in group]))
+        upper.append(with_contrast_of(median([a for a, _ in group]), [a for a, _ in group]))
+        lower.append(with_contrast_of(median([b for _, b in group]), [b for _, b in group]))
     return np.stack(upper), np.stack(lower)
+
+
+def with_contrast_of(strip: np.ndarray, samples: list[np.ndarray]) -> np.ndarray:
+    """A median strip (ROWS, COLS, 3) with the brightness distribution of one of its samples (the median of their
+    quantiles), its hues and its layout kept.
+
+    The per-pixel median of frames whose teeth and dark stand a little differently each time averages them into a
+    grey mist: the atlas drew a wide-open mouth's brightest tenth 3.7-4.1 times its darkest on twelve portraits of
+    every skin tone, where the real frames of the clip it came from have 8.6 (4.6-5.3 with this; the samples' pooled
+    distribution, which adds the frames' changes of exposure, cost the validation people 0.0007 more mouth SSIM).
+    Each pixel's brightness is moved to that distribution's at its quantile."""
+    luma, each = strip @ LUMA, np.stack(samples) @ LUMA
+    reached = ~np.isnan(each).all(0)  # not the rows and columns `median` filled in
+    own = np.quantile(luma[reached], LEVELS)
+    target = np.median([np.quantile(sample[~np.isnan(sample)], LEVELS) for sample in each], axis=0)
+    return strip * (np.interp(luma, own, target) / np.maximum(luma, 1e-3))[..., None]
 
 
 Samples = dict[str, list[list[tuple[np.ndarray, np.ndarray]]]]  # clip name -> strips grouped by opening
@@ -190,14 +208,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("openvasa/assets") / ATLAS_FILE)
     parser.add_argument("--sheet", type=Path, default=None, help="also write the atlas as a PNG")
     args = parser.parse_args()
-    openings, upper, lower, source = fit(collect_all(training_videos(args.videos)))
+    videos = training_videos(args.videos)
+    atlas, source = fit(collect_all(videos), {video.name: video for video in videos})
     print("atlas from", source)
-    f16 = np.float16
-    np.savez_compressed(
-        args.out, openings=openings, upper=upper.astype(f16), lower=lower.astype(f16), depth=DEPTH, source=source
-    )
+    atlas.save(args.out, source)
     if args.sheet:
-        cv2.imwrite(str(args.sheet), cv2.cvtColor(contact_sheet(upper, lower), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(contact_sheet(atlas.upper, atlas.lower), cv2.COLOR_RGB2BGR))
 
 
 if __name__ == "__main__":
