@@ -140,14 +140,16 @@ def fit_head(samples: list[Sampled], real_std: float, iterations: int = 12) -> H
     """The wander level (within LEVELS) at which the samples' head spread equals the real one: the spread grows
     with the level, so bisection."""
     model_level = float(np.mean([wander_level(wander(s.motion[:, POSE])[0]) for s in samples]))
-    at = lambda level: HeadCalibration(level, model_level, real_std, 0.0)  # noqa: E731
+
+    def spread_at(level: float) -> float:
+        return head_spread(samples, HeadCalibration(level, model_level, real_std, 0.0))
+
     low, high = LEVELS
     for _ in range(iterations):
         middle = (low + high) / 2
-        low, high = (middle, high) if head_spread(samples, at(middle)) < real_std else (low, middle)
-    calibration = at((low + high) / 2)
-    calibration.model_std = head_spread(samples, calibration)
-    return calibration
+        low, high = (middle, high) if spread_at(middle) < real_std else (low, middle)
+    level = (low + high) / 2
+    return HeadCalibration(level, model_level, real_std, spread_at(level))
 
 
 def main() -> None:
