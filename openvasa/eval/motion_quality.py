@@ -110,12 +110,13 @@ def main() -> None:
     parser.add_argument("--live", action="store_true", help="sample as live sessions do (causal, no audio guidance)")
     parser.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
     args = parser.parse_args()
+    generator = MotionGenerator(args.checkpoint)
     settings = GenerationSettings(steps=args.steps)
     if args.live:
         from openvasa.stream.session import stream_settings
 
-        settings = stream_settings(args.steps)
-    results = evaluate(args.index, MotionGenerator(args.checkpoint), settings=settings)
+        settings = stream_settings(args.steps, generator.config.window)
+    results = evaluate(args.index, generator, settings=settings)
     table = markdown(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")

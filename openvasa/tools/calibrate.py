@@ -164,12 +164,13 @@ def main() -> None:
         "the other training-split people of --index",
     )
     args = parser.parse_args()
+    generator = MotionGenerator(args.checkpoint)
     settings = GenerationSettings()
     if args.live:
         from openvasa.stream.session import stream_settings
 
-        settings = stream_settings()
-    samples, real = sample_training_clips(MotionGenerator(args.checkpoint), args.index, settings)
+        settings = stream_settings(window=generator.config.window)
+    samples, real = sample_training_clips(generator, args.index, settings)
     eyes = eye_samples(samples)
     real_rate = blinks_per_minute([clip.eyes for clip in real])
     blinks = fit(eyes, real_rate)
