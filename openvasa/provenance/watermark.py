@@ -302,10 +302,10 @@ class Strength:
         variance = np.maximum(cv2.blur(luma * luma, (7, 7)) - mean * mean, 0)
         faces = _faces(face)
         first, region = np.zeros((height, width), np.uint8), np.zeros((height, width), np.uint8)
-        for i, points in enumerate(faces):
+        if len(faces):
+            _fill_hull(first, faces[0], FACE_MARGIN)
+        for points in faces:
             _fill_hull(region, points, FACE_MARGIN)
-            if i == 0:
-                _fill_hull(first, points, FACE_MARGIN)
         # Where the face is now, its own texture; where it goes later, its flattest skin may come (what is there now,
         # hair or background, showed through the forehead as a speckle as strong as theirs).
         face_texture = np.where(first > 0, variance, 0)
