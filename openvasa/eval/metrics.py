@@ -9,7 +9,7 @@ import numpy as np
 from scipy import linalg
 
 from openvasa.face import landmarks as lm
-from openvasa.face.latent import EYE_OPEN, PITCH, POSE_ANGLES, YAW, FaceBasis, FaceLatent, mouth_opening
+from openvasa.face.latent import EYE_OPEN, PITCH, POSE_ANGLES, YAW, FaceBasis, FaceLatent, mouth_opening, mouth_width
 
 N_FD_CODES = 8  # dynamics codes in the motion features (the largest; the rest are mostly noise)
 # Lips meet when the inner-lip gap is within this of the real clip's 5th percentile (its lips together).
@@ -77,6 +77,9 @@ class MotionPair:
     def mouth(self, latent: FaceLatent) -> np.ndarray:
         return mouth_opening(latent, self.neutral, self.basis)
 
+    def width(self, latent: FaceLatent) -> np.ndarray:
+        return mouth_width(latent, self.neutral, self.basis)
+
 
 def bilabials_closed(pair: MotionPair) -> float:
     """Share of the audio's /p b m/ (openvasa.audio.phonetics) at which the lips meet within a frame; nan without
@@ -105,6 +108,7 @@ class Metric:
 # eval.motion_quality in the latent) score and tabulate from here, so a metric is added once.
 MOTION_METRICS: dict[str, Metric] = {
     "mouth_r": Metric("mouth r", "{:.3f}", lambda p: correlation(p.mouth(p.latent), p.mouth(p.real))),
+    "width_r": Metric("width r", "{:.3f}", lambda p: correlation(p.width(p.latent), p.width(p.real))),
     "lip_error": Metric("lip error", "{:.4f}", lambda p: lip_error(p.latent, p.real, p.neutral, p.basis)),
     "mouth_std_ratio": Metric("mouth std / real", "{:.2f}", mouth_std_ratio),
     "bilabials_closed": Metric("p/b/m closed", "{:.2f}", bilabials_closed),

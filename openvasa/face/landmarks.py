@@ -71,6 +71,12 @@ def mouth_opening(points: np.ndarray) -> np.ndarray:
     return np.mean(gaps, axis=0) / eye_distance(points)
 
 
+def mouth_width(points: np.ndarray) -> np.ndarray:
+    """Outer mouth-corner distance over eye distance (narrows as the lips round). points: (..., 478, 2|3) -> (...)."""
+    left, right = LIPS_OUTER_UPPER[0], LIPS_OUTER_UPPER[-1]
+    return np.linalg.norm(points[..., left, :2] - points[..., right, :2], axis=-1) / eye_distance(points)
+
+
 def eye_openness(points: np.ndarray) -> np.ndarray:
     """Lid gap over eye width for (right, left) eye. points: (..., 478, 2|3) -> (..., 2)."""
     out = []

@@ -171,6 +171,11 @@ def mouth_opening(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> 
     return lm.mouth_opening(neutral + basis.expression(latent.eyes, latent.dynamics))
 
 
+def mouth_width(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> np.ndarray:
+    """(T,) pose-free mouth-corner distance (eye distances) of a person's latent frames: narrower as lips round."""
+    return lm.mouth_width(neutral + basis.expression(latent.eyes, latent.dynamics))
+
+
 @dataclass
 class Identity:
     """A person's neutral canonical shape (478, 3) plus the latent of their reference frame."""

@@ -30,6 +30,7 @@ from openvasa.motion.diffusion import (
 )
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.head import HeadCalibration, HeadRange
+from openvasa.motion.mouth_regression import MouthRegression
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
     EYES,
@@ -71,6 +72,10 @@ class MotionGenerator:
         # How far the head wanders (openvasa.tools.calibrate); None: as sampled.
         self.head_calibration = (
             HeadCalibration.from_dict(saved.head_calibration) if saved.head_calibration is not None else None
+        )
+        # Offline, the mouth is steered towards a linear read-out of the audio (openvasa.tools.calibrate); None: not.
+        self.mouth_regression = (
+            MouthRegression.from_dict(saved.mouth_regression) if saved.mouth_regression is not None else None
         )
 
     def rest_motion(self, reference: FaceLatent) -> np.ndarray:
@@ -152,6 +157,8 @@ class MotionGenerator:
         n_out = n_frames_for(len(audio), fps, SAMPLE_RATE)
         features = self.audio_features(audio) if features is None else features
         latent = stream.smooth(stream.to_latent(stream.sample_all(features), features), whole=True)
+        if self.mouth_regression is not None:
+            latent = self.mouth_regression.steer(latent, features)
         return _resample(latent, FPS, fps, n_out)
 
 
