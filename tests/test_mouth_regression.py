@@ -9,7 +9,7 @@ from openvasa.face.latent import FaceBasis, FaceLatent
 from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import load_audio
 from openvasa.motion.generator import MotionGenerator
-from openvasa.motion.mouth_regression import LEVEL_SIGMA, MouthRegression, fit_directions, fit_taps
+from openvasa.motion.mouth_regression import LEVEL_SIGMA, LiveSteering, MouthRegression, fit_directions, fit_taps
 from openvasa.units import FPS
 from tests.conftest import shared_file
 
@@ -59,6 +59,26 @@ def test_steering_moves_the_mouth_by_its_blend():
         # The measured mouth, about its running mean, moved `blend` of the way to the regression's.
         wanted = blend * (goal - (before - gaussian_smooth(before, LEVEL_SIGMA)))
         np.testing.assert_allclose(steered.dynamics @ readout - before, wanted, atol=1e-9)
+
+
+def test_live_steering_block_by_block_equals_all_at_once_and_needs_no_later_audio():
+    rng = np.random.default_rng(2)
+    dynamics, measures = rng.normal(size=(300, 6)), rng.normal(size=(300, 2))
+    readout, directions = fit_directions(dynamics, measures)
+    features = smooth_noise(rng, 120, 10)
+    causal = MouthRegression(rng.normal(size=(11, 10, 2)) * 0.01, -10, readout, directions, 0.5)
+    latent = FaceLatent(np.zeros((120, 7)), np.zeros((120, 6)), smooth_noise(rng, 120, 6))
+    whole = causal.steer(latent, features)
+    live = LiveSteering(causal)
+    blocks = [live.apply(latent[i : i + 4], features[i : i + 4]) for i in range(0, 120, 4)]
+    np.testing.assert_allclose(np.concatenate([b.dynamics for b in blocks]), whole.dynamics, atol=1e-12)
+    assert np.abs(whole.dynamics - latent.dynamics).max() > 1e-3  # it steered
+    # A frame's steering does not change with the audio after it.
+    later = features.copy()
+    later[60:] += 1.0
+    np.testing.assert_allclose(causal.steer(latent, later).dynamics[:60], whole.dynamics[:60], atol=1e-12)
+    with pytest.raises(ValueError, match="taps end at the frame"):
+        LiveSteering(MouthRegression(causal.taps, -3, readout, directions, 0.5))
 
 
 @pytest.mark.parametrize("clip", ["sadtalker_WDA_KatieHill_000.mp4", "real3dportrait_May_5s.mp4"])

@@ -30,7 +30,7 @@ from openvasa.motion.diffusion import (
 )
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
 from openvasa.motion.head import HeadCalibration, HeadRange
-from openvasa.motion.mouth_regression import MouthRegression
+from openvasa.motion.mouth_regression import LiveSteering, MouthRegression
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
     EYES,
@@ -207,6 +207,9 @@ class MotionStream:
         self.open_level = reference.eyes[0, EYE_OPEN] * self.eye_openness  # (2,) the eyes' openness when open
         self.blinks = Blinks(FPS, seed, generator.blink_calibration)
         self.head = HeadRange(generator.head_calibration)
+        regression = generator.mouth_regression
+        # Live sessions steer the mouth only with a regression that needs no later audio than the block's.
+        self.mouth = LiveSteering(regression) if regression is not None and regression.causal else None
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
         self.frames_out = 0  # frames turned into latents so far
@@ -310,6 +313,11 @@ class MotionStream:
         # The emotion holds through speech and silence alike: the expression the lips move in.
         dynamics = dynamics + self.emotion
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
+
+    def steer_mouth(self, latent: FaceLatent, features: np.ndarray) -> FaceLatent:
+        """The next frames of a live stream with the mouth steered (openvasa.motion.mouth_regression), when the
+        model has a causal regression; features: their audio features."""
+        return latent if self.mouth is None else self.mouth.apply(latent, features)
 
     def smooth(self, latent: FaceLatent, whole: bool = False) -> FaceLatent:
         """Remove the samples' frame-to-frame noise from pose and dynamics. Offline (whole=True, the complete

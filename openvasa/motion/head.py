@@ -38,7 +38,10 @@ class HeadCalibration:
     level: float  # RMS of the yaw and pitch wander (radians) that the gain brings the wander up to
     model_level: float  # the model's own wander RMS on the clips the level was fitted on: where the gain starts
     real_std: float  # yaw and pitch std (deg) of the real clips the level was fitted on, which it gives...
-    model_std: float  # ...and what the model gave there with it
+    model_std: float  # ...and what the model gave there with it, in the latent
+    # The share of a head turn the renderer shows (re-detected in rendered frames); the level is fitted for the
+    # shown spread to equal the real one. 1: fitted in the latent (a checkpoint calibrated before it was measured).
+    shown: float = 1.0
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}  # plain floats: checkpoints load weights only

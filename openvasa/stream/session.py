@@ -232,7 +232,8 @@ class TalkingSession:
                 block = np.concatenate([block, np.zeros((self.block - len(block), block.shape[1]), block.dtype)])
             keep = min(self.block, len(features) - start)
             started = time.perf_counter()
-            latent = self.motion.smooth(self.motion.to_latent(self.motion.sample(block), block))[:keep]
+            motion = self.motion
+            latent = motion.steer_mouth(motion.smooth(motion.to_latent(motion.sample(block), block)), block)[:keep]
             points = self.codec.decode(latent, self.portrait.identity)
             self.ready.extend((self._frame(), points[i]) for i in range(keep))
             self.stats.blocks += 1
