@@ -172,12 +172,13 @@ def fit(per_clip: Samples, videos: dict[str, Path]) -> tuple[MouthAtlas, str]:
     different amount on each person). The candidates are the clips that reach every opening of speech up to
     REQUIRED (MIN_SAMPLES frames at each), tried by re-enacting other training people's mouths (mouth SSIM on the
     JUDGES clips with the most open-mouth frames whose people are none of the candidates). SSIM rewards blur: the
-    best of them (styletalk_Obama_clip2, 0.8543 on Reagan, KristiNoem and the InfiniteTalk speaker) showed mostly
+    best of them (styletalk_Obama_clip2, 0.8553 on Reagan, KristiNoem and the InfiniteTalk speaker) showed mostly
     tongue, an open mouth read as a blurred pink mass on pale faces. So among the candidates within SSIM_MARGIN of
     the best, the one whose upper strips look most like a row of teeth over the dark (`teeth_contrast`) is chosen:
-    the margin is the spread of one person's three clips (Obama 1-3: 0.8531, 0.8543, 0.8527), the other people's
-    candidates are 0.008-0.009 lower (AndrewNg 0.8450, 0.8464), and of Obama's clips clip1 has the teeth (contrast
-    2.42, clip3 1.29, clip2 1.02). Validation people are not used."""
+    the margin is the spread of one person's three clips (Obama 1-3: 0.8542, 0.8553, 0.8539), the other person's
+    candidates are 0.008-0.009 lower (AndrewNg 0.8464, 0.8478), and of Obama's clips clip1 has the teeth (contrast
+    2.42, clip3 1.29, clip2 1.02). Its channels are then scaled so that its teeth have the training clips' median
+    hue over their light (`teeth_hue`). Validation people are not used."""
     counts = {name: np.array([len(g) for g in groups]) for name, groups in per_clip.items()}
     required = (OPENINGS <= REQUIRED) & (np.arange(len(OPENINGS)) > 0)
     candidates = [name for name, n in counts.items() if (n[required] >= MIN_SAMPLES).all()]
@@ -198,7 +199,38 @@ def fit(per_clip: Samples, videos: dict[str, Path]) -> tuple[MouthAtlas, str]:
     for name in near_best:
         print(f"{name}: teeth contrast {contrasts[name]:.2f}", flush=True)
     chosen = max(contrasts, key=contrasts.get)
-    return MouthAtlas(OPENINGS, *clip_strips(per_clip[chosen]), DEPTH), chosen
+    upper, lower = clip_strips(per_clip[chosen])
+    hues = [hue for hue in map(teeth_hue, per_clip.values()) if hue is not None]
+    gain = np.median(hues, 0) / teeth_hue(per_clip[chosen])
+    gain /= (gain * teeth_hue(per_clip[chosen])) @ LUMA
+    print(
+        f"{chosen}: teeth hue {teeth_hue(per_clip[chosen]).round(3)}, the clips' median {np.median(hues, 0).round(3)}"
+    )
+    return MouthAtlas(OPENINGS, upper * gain, lower * gain, DEPTH), chosen
+
+
+def teeth_hue(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray | None:
+    """(3,) colour of a clip's teeth over its light, at unit brightness: the median of the brightest tenth of each
+    upper strip at the openings in TEETH_OPENINGS (None under MIN_SAMPLES strips there).
+
+    The light a clip's mouth is divided by has its cheeks' hue, and the skin's own colour goes with it: a clip with
+    ruddier cheeks than most gets bluer teeth over its light, and gave them to every portrait. Obama clip1's are
+    (0.82, 1.04, 1.28) where the training clips' median is (0.94, 1.01, 1.07): a pale face's open mouth was
+    blue-white. `fit` scales the chosen clip's channels to the median's (its brightness and texture kept)."""
+    strips = [
+        a
+        for k in np.flatnonzero((OPENINGS >= TEETH_OPENINGS[0]) & (OPENINGS <= TEETH_OPENINGS[1]))
+        for a, _ in groups[k]
+    ]
+    if len(strips) < MIN_SAMPLES:
+        return None
+    brightest = []
+    for strip in strips:
+        pixels = strip[~np.isnan(strip[..., 0])]
+        luma = pixels @ LUMA
+        brightest.append(pixels[luma >= np.percentile(luma, 90)])
+    colour = np.median(np.concatenate(brightest), 0)
+    return colour / (colour @ LUMA)
 
 
 def teeth_contrast(upper: np.ndarray) -> float:
