@@ -196,9 +196,11 @@ def test_a_head_moving_across_the_frame_edge_does_not_fold_the_hair(astronaut_po
 
 def test_a_wide_open_mouth_on_pale_skin_shows_teeth_and_a_dark_inside(codec):
     """A pale, brightly lit portrait's widest mouth had a grey mist inside: its brightest tenth only 3.8 times its
-    darkest (3.7-4.1 on twelve portraits of every skin tone; 8.6 in the real frames of the clip the atlas comes
-    from). Now 4.8 (4.6-5.3): the dark behind the teeth is dark, the cavity darker than the lips, and the teeth
-    white-ish but hardly brighter than the eye whites (1.06 times them, 1.00 before; real teeth 1.28 at the median
+    darkest (3.7-4.1 on twelve portraits of every skin tone; 8.6 in the real frames of the clip the atlas came
+    from then). Then 4.8 (4.6-5.3) with each strip given one real frame's brightness distribution, and 7.7 since the
+    atlas comes from a clip that shows its upper teeth over the dark (styletalk_Obama_clip1): the dark behind the
+    teeth is dark, the cavity darker than the lips, and the teeth white but no brighter than real teeth are over
+    the eye whites (1.12 times them; 1.06 with the tongue-filled clip2, 1.00 before; real teeth 1.28 at the median
     of 29 clips, measured so)."""
     from openvasa.io.media import load_image
     from openvasa.pipeline import prepare_portrait
@@ -222,4 +224,4 @@ def test_a_wide_open_mouth_on_pale_skin_shows_teeth_and_a_dark_inside(codec):
     print(f"brightest tenth / eye whites {bright / whites:.2f}")
     assert bright / darkest > 4.3
     assert dark < 0.6 * lips_luma
-    assert bright < 1.1 * whites
+    assert bright < 1.28 * whites

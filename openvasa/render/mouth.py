@@ -39,7 +39,7 @@ class MouthLayer:
         self.own_interior = None
         if self.source_opening > SHOWS_TEETH:
             mask = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR])
-            self.own_interior = (image.astype(np.float32), cv2.erode(mask, np.ones((3, 3))), landmarks.copy())
+            self.own_interior = (image.astype(np.float32), mask, cv2.erode(mask, np.ones((3, 3))), landmarks.copy())
         face = polygon_mask(image.shape[:2], landmarks[list(lm.FACE_OVAL)]) > 0.5
         skin_luma = float(np.median(image[face].mean(1))) if face.any() else 160.0
         inside = polygon_mask(image.shape[:2], landmarks[lm.LIPS_INNER_CONTOUR]) > 0.5
@@ -83,7 +83,7 @@ class MouthLayer:
     def _overlay_own_interior(self, interior: np.ndarray, target: np.ndarray, offset: np.ndarray) -> None:
         """Draw the portrait's own mouth interior, moved with the upper inner lip, over `interior`: all of it while
         the mouth is as open as the portrait's, only its teeth once it opens FADE_IN wider."""
-        image, mask, source = self.own_interior
+        image, mask, inner, source = self.own_interior
         upper = list(lm.LIPS_INNER_UPPER)
         s, rot, t = fit_similarity(source[upper, :2].astype(np.float64), target[upper, :2].astype(np.float64))
         affine = np.hstack([s * rot, (t - offset)[:, None]]).astype(np.float32)
@@ -96,5 +96,8 @@ class MouthLayer:
         dark, bright = self.cavity.mean(), self.teeth.mean()
         teeth = np.clip((luma - dark) / max(0.6 * (bright - dark), 1.0), 0, 1)
         own_share = np.clip(1 - (float(lm.mouth_opening(target)) - self.source_opening) / FADE_IN, 0, 1)
+        # Its rim too while it is all its own: the atlas's bright band along the lips (the lower teeth of the clip
+        # it comes from, up to 1.5 times the light) drew a light ring around a dark mouth ajar.
+        mask = inner + own_share * (mask - inner)
         alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR)[..., None] * np.maximum(teeth, own_share)
         interior += alpha * (own - interior)
