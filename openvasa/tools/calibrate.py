@@ -39,14 +39,26 @@ import numpy as np
 from openvasa.eval.metrics import blink_rate, pose_std
 from openvasa.eval.motion_quality import load_validation_clips
 from openvasa.eval.suite import frames_at
-from openvasa.face.latent import EYE_OPEN, FaceBasis, FaceLatent, Identity, mouth_opening, mouth_width
+from openvasa.face.detect import FaceAnalyzer
+from openvasa.face.latent import (
+    EYE_OPEN,
+    PITCH,
+    YAW,
+    FaceBasis,
+    FaceLatent,
+    FaceLatentCodec,
+    Identity,
+    mouth_opening,
+    mouth_width,
+)
 from openvasa.motion.blinks import BLINK_FRACTION, BlinkCalibration, Blinks
 from openvasa.motion.checkpoint import MotionCheckpoint
 from openvasa.motion.generator import MotionGenerator, MotionStream
-from openvasa.motion.head import HeadCalibration, HeadRange, wander, wander_level
+from openvasa.motion.head import MAX_GAIN, HeadCalibration, HeadRange, wander, wander_level
 from openvasa.motion.mouth_regression import MouthRegression, fit_directions, fit_taps
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import POSE
+from openvasa.pipeline import Portrait, prepare_portrait, render_latents
 from openvasa.units import FPS
 
 # Shares of the open level tried. None below the metrics' blink line: a dip that counts as a blink (below half open)
@@ -175,33 +187,31 @@ def head_spread(samples: list[Sampled], calibration: HeadCalibration | None) -> 
     return float(np.mean([pose_std(s.latent(calibration).pose) for s in samples]))
 
 
-def shown_rotation(index: Path, videos: Path) -> float:
-    """The share of a head turn the renderer shows: the yaw and pitch std of the pose re-detected in frames rendered
-    from each training clip's first frame as its head turns (5 deg of yaw, 3 of pitch, slow sinusoids), over the
-    std asked. A warp of a photograph turns the outline and the features but not the shading, and FaceMesh (as a
-    viewer) reads a smaller turn: 0.8-0.9 of it on the first portraits measured."""
-    from openvasa.face.detect import FaceAnalyzer
-    from openvasa.face.latent import PITCH, YAW, FaceLatentCodec
-    from openvasa.pipeline import prepare_portrait, render_latents
+def shown_turn(portrait: Portrait, codec: FaceLatentCodec, analyzer: FaceAnalyzer) -> float | None:
+    """The share of a head turn the renderer shows on this portrait: the yaw and pitch std of the pose re-detected
+    in frames rendered as its head turns (5 deg of yaw, 3 of pitch, slow sinusoids), over the std asked; None when
+    a frame's face is not found. A warp of a photograph turns the outline and the features but not the shading,
+    and FaceMesh (as a viewer) reads a smaller turn."""
+    frames, rest = np.arange(100), portrait.identity.reference
+    asked = FaceLatent(*(np.repeat(a, len(frames), 0) for a in (rest.pose, rest.eyes, rest.dynamics)))
+    asked.pose[:, YAW] += np.radians(5.0) * np.sin(2 * np.pi * frames / 50)
+    asked.pose[:, PITCH] += np.radians(3.0) * np.sin(2 * np.pi * frames / 37)
+    found = [analyzer.landmarks(frame) for frame in render_latents(portrait, asked, codec)]
+    if any(f is None for f in found):
+        return None
+    return pose_std(codec.encode(np.stack(found), portrait.identity).pose) / pose_std(asked.pose)
 
-    codec, frames = FaceLatentCodec(), np.arange(100)
-    ratios = []
+
+def shown_rotation(index: Path, videos: Path) -> float:
+    """The median share of a head turn the renderer shows (shown_turn) over the training clips' first frames."""
+    codec, shares = FaceLatentCodec(), []
     with FaceAnalyzer(static=True) as analyzer:
         for shard in json.loads(index.read_text())["shards"]:
-            if shard["split"] != "train":
-                continue
-            first = next(frames_at(videos / shard["clip"], np.array([shard["start_s"]])))
-            portrait = prepare_portrait(first, codec=codec)
-            rest = portrait.identity.reference
-            asked = FaceLatent(*(np.repeat(a, len(frames), 0) for a in (rest.pose, rest.eyes, rest.dynamics)))
-            asked.pose[:, YAW] += np.radians(5.0) * np.sin(2 * np.pi * frames / 50)
-            asked.pose[:, PITCH] += np.radians(3.0) * np.sin(2 * np.pi * frames / 37)
-            found = [analyzer.landmarks(frame) for frame in render_latents(portrait, asked, codec)]
-            if any(f is None for f in found):
-                continue
-            seen = codec.encode(np.stack(found), portrait.identity)
-            ratios.append(pose_std(seen.pose) / pose_std(asked.pose))
-    return float(np.median(ratios))
+            if shard["split"] == "train":
+                first = next(frames_at(videos / shard["clip"], np.array([shard["start_s"]])))
+                share = shown_turn(prepare_portrait(first, codec=codec), codec, analyzer)
+                shares += [] if share is None else [share]
+    return float(np.median(shares))
 
 
 def fit_head(samples: list[Sampled], real_std: float, shown: float = 1.0, iterations: int = 12) -> HeadCalibration:
@@ -212,7 +222,10 @@ def fit_head(samples: list[Sampled], real_std: float, shown: float = 1.0, iterat
     def spread_at(level: float) -> float:
         return head_spread(samples, HeadCalibration(level, model_level, real_std, 0.0))
 
-    low, high = LEVELS
+    # Past MAX_GAIN times the model's own level the typical sample's gain is capped, and a higher level only widens
+    # the voices the model already moves a lot to (the 4-frame model, asked for the spread the renderer shows,
+    # climbed to the search's end: gain 4 on every voice).
+    low, high = LEVELS[0], min(LEVELS[1], MAX_GAIN * model_level)
     for _ in range(iterations):
         middle = (low + high) / 2
         low, high = (middle, high) if spread_at(middle) * shown < real_std else (low, middle)
