@@ -39,8 +39,8 @@ class MotionCheckpoint:
     # openvasa.motion.head.HeadCalibration.to_dict(), fitted by openvasa.tools.calibrate; None: the head's range as
     # sampled.
     head_calibration: dict | None = None
-    # openvasa.motion.mouth_regression.MouthRegression.to_dict(), fitted by openvasa.tools.calibrate (offline models);
-    # None: the mouth as sampled.
+    # openvasa.motion.mouth_regression.MouthRegression.to_dict(), fitted by openvasa.tools.calibrate (a causal one for
+    # the live models); None: the mouth as sampled.
     mouth_regression: dict | None = None
     version: int = CHECKPOINT_VERSION
 

@@ -73,7 +73,7 @@ class MotionGenerator:
         self.head_calibration = (
             HeadCalibration.from_dict(saved.head_calibration) if saved.head_calibration is not None else None
         )
-        # Offline, the mouth is steered towards a linear read-out of the audio (openvasa.tools.calibrate); None: not.
+        # The mouth is steered towards a linear read-out of the audio (openvasa.tools.calibrate); None: as sampled.
         self.mouth_regression = (
             MouthRegression.from_dict(saved.mouth_regression) if saved.mouth_regression is not None else None
         )

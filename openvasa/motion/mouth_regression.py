@@ -14,9 +14,9 @@ output is scaled to real mouths' amplitude (a ridge regression shrinks it). Fitt
 and stored in the motion checkpoint (MotionCheckpoint.mouth_regression).
 
 Offline the regression looks 7 frames ahead. A live session has no later audio, so the live models' regressions
-end at the frame (LiveSteering): alone it reaches r 0.33 on the validation people, but steering the 4-frame model's
-mouth half way to it raises that model's 0.345 to 0.39. Their running means are exponential, carried from block to
-block, so a session steers exactly as a whole generation does.
+end at the frame (LiveSteering): alone it reaches r 0.33 on the validation people, but steering the live models'
+mouths part of the way to it raises their own 0.345 (4-frame blocks) and 0.318 (1-frame) to 0.386 and 0.367. Their
+running means are exponential, carried from block to block, so a session steers exactly as a whole generation does.
 """
 
 from dataclasses import dataclass
