@@ -1,4 +1,4 @@
-"""Blink and head-range calibration of a motion checkpoint, fitted on the training people.
+"""Blink, head-range and mouth calibration of a motion checkpoint, fitted on the training people.
 
 Blinks: the model's eye dips become blinks of a real blink's depth when they go below a threshold, and the others
 stay shallow (openvasa.motion.blinks). The threshold is the one at which the blinks per minute of the model on the
@@ -10,11 +10,11 @@ Head range: the level the head's wander is brought up to (openvasa.motion.head) 
 pitch spread on the training clips equals the real clips'. A model's head range is learned in-sample: the shipped
 model's heads spread 0.84 of real on the people it was trained on, 0.57 on the training-split people added after
 it was trained and 0.47 on the validation people. So with --trained-on (the prep index the model was trained on)
-the level is fitted on the training-split people that index's training clips do not hold. The spread that counts
-is the one the renderer shows: a warped photograph shows 0.8-0.9 of a head turn (re-detected), measured on the
-training clips' first frames (`shown_rotation`). Its blinks show no such
-gap (1.09 and 1.17 of the real rate on its own and on the validation people), so their threshold is fitted on
-every training clip: more blinks to count.
+the level is fitted on the training-split people that index's training clips do not hold (its blinks show no
+such gap, 1.09 and 1.17 of the real rate on its own and on the validation people, so their threshold is fitted on
+every training clip: more blinks to count). The spread that counts is the one the renderer shows: a warped
+photograph shows 0.84 of a head turn, re-detected on the shared training clips' first frames (`shown_rotation`).
+The level stays below MAX_GAIN times the model's own, where a typical voice's gain stops.
 
 Mouth: the ridge regression of the mouth's opening and width on the audio features that steers
 the generated mouth (openvasa.motion.mouth_regression), fitted on every training clip; how far it steers (`blend`)
@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument(
         "--trained-on",
         type=Path,
-        help="the prep index the checkpoint was trained on: the head range is fitted on "
+        help="the prep index the checkpoint was trained on: the head range and the mouth's blend are fitted on "
         "the other training-split people of --index",
     )
     parser.add_argument("--videos", type=Path, default=Path("../shared/data/videos"), help="the clips of --index")
