@@ -30,7 +30,7 @@ Live models are fitted with the live sessions' settings (--live), under which th
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -109,18 +109,20 @@ def fit(samples: list[EyeSample], real_rate: float) -> BlinkCalibration:
 class Sampled:
     """One generation on a training clip, kept to be shaped under each candidate calibration."""
 
-    identity: str  # the person of the clip
+    clip: "RealClip"  # the real clip it was generated for (its person, audio features, mouth)
     new_stream: Callable[[], MotionStream]  # a fresh stream of the generation's clip, seed and settings
     motion: np.ndarray  # (T, M) denormalised
-    features: np.ndarray  # (T, A)
     seed: int
-    clip: "RealClip"
+
+    @property
+    def identity(self) -> str:
+        return self.clip.identity
 
     def latent(self, head: HeadCalibration | None) -> FaceLatent:
         """The generation as `generate` makes it before the mouth is steered, with this head calibration."""
         stream = self.new_stream()  # a fresh state each time: streams carry running means
         stream.head = HeadRange(head)
-        return stream.smooth(stream.to_latent(self.motion, self.features), whole=True)
+        return stream.smooth(stream.to_latent(self.motion, self.clip.features), whole=True)
 
 
 @dataclass
@@ -167,7 +169,7 @@ def sample_training_clips(
                 MotionStream, generator, clip.reference, basis, seed=seed, settings=settings, rest_opening=opening
             )
             motion = new_stream().sample_all(features)
-            samples.append(Sampled(real[-1].identity, new_stream, motion, features, seed, real[-1]))
+            samples.append(Sampled(real[-1], new_stream, motion, seed))
     return samples, real
 
 
@@ -249,9 +251,7 @@ def mouth_r(samples: list[Sampled], regressions: dict[str, MouthRegression], ble
     basis = FaceBasis.load()
     rs = []
     for s in samples:
-        regression = regressions[s.identity]
-        regression.blend = blend
-        latent = regression.steer(s.latent(None), s.features)
+        latent = replace(regressions[s.identity], blend=blend).steer(s.latent(None), s.clip.features)
         rs.append(np.corrcoef(mouth_measures(latent, s.clip.neutral, basis)[:, 0], s.clip.mouth[:, 0])[0, 1])
     return float(np.mean(rs))
 
