@@ -41,6 +41,7 @@ LEVELS = np.linspace(0, 1, 41)  # the quantiles at which a median strip's bright
 REQUIRED = 0.2  # the chosen clip reaches every opening from the second up to this
 SSIM_MARGIN = 0.002  # candidates this close to the best mouth SSIM are told apart by their teeth (see `fit`)
 TEETH_OPENINGS = (0.08, 0.2)  # the openings whose upper strips' teeth contrast is compared
+TEETH_INDICES = np.flatnonzero((OPENINGS >= TEETH_OPENINGS[0]) & (OPENINGS <= TEETH_OPENINGS[1]))
 FRAME_STEP = 2
 
 
@@ -188,25 +189,24 @@ def fit(per_clip: Samples, videos: dict[str, Path]) -> tuple[MouthAtlas, str]:
     candidate_people = {identity_of(name) for name in candidates}
     judges = [name for name in by_openness if identity_of(name) not in candidate_people][:JUDGES]
     print("judged on", ", ".join(judges), flush=True)
-    scores = {}
+    atlases, scores = {}, {}
     for name in candidates:
-        atlas = MouthAtlas(OPENINGS, *clip_strips(per_clip[name]), DEPTH)
-        scores[name] = float(np.mean([mouth_ssim(atlas, videos[j]) for j in judges]))
+        atlases[name] = MouthAtlas(OPENINGS, *clip_strips(per_clip[name]), DEPTH)
+        scores[name] = float(np.mean([mouth_ssim(atlases[name], videos[j]) for j in judges]))
         print(f"{name}: mouth SSIM {scores[name]:.4f}", flush=True)
     best = max(scores.values())
     near_best = [name for name in candidates if scores[name] >= best - SSIM_MARGIN]
-    contrasts = {name: teeth_contrast(clip_strips(per_clip[name])[0]) for name in near_best}
+    contrasts = {name: teeth_contrast(atlases[name].upper) for name in near_best}
     for name in near_best:
         print(f"{name}: teeth contrast {contrasts[name]:.2f}", flush=True)
     chosen = max(contrasts, key=contrasts.get)
-    upper, lower = clip_strips(per_clip[chosen])
     hues = [hue for hue in map(teeth_hue, per_clip.values()) if hue is not None]
-    gain = np.median(hues, 0) / teeth_hue(per_clip[chosen])
-    gain /= (gain * teeth_hue(per_clip[chosen])) @ LUMA
-    print(
-        f"{chosen}: teeth hue {teeth_hue(per_clip[chosen]).round(3)}, the clips' median {np.median(hues, 0).round(3)}"
-    )
-    return MouthAtlas(OPENINGS, upper * gain, lower * gain, DEPTH), chosen
+    own, median_hue = teeth_hue(per_clip[chosen]), np.median(hues, 0)
+    gain = median_hue / own
+    gain /= (gain * own) @ LUMA
+    print(f"{chosen}: teeth hue {own.round(3)}, the clips' median {median_hue.round(3)}")
+    atlas = atlases[chosen]
+    return MouthAtlas(OPENINGS, atlas.upper * gain, atlas.lower * gain, DEPTH), chosen
 
 
 def teeth_hue(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray | None:
@@ -217,11 +217,7 @@ def teeth_hue(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray |
     ruddier cheeks than most gets bluer teeth over its light, and gave them to every portrait. Obama clip1's are
     (0.82, 1.04, 1.28) where the training clips' median is (0.94, 1.01, 1.07): a pale face's open mouth was
     blue-white. `fit` scales the chosen clip's channels to the median's (its brightness and texture kept)."""
-    strips = [
-        a
-        for k in np.flatnonzero((OPENINGS >= TEETH_OPENINGS[0]) & (OPENINGS <= TEETH_OPENINGS[1]))
-        for a, _ in groups[k]
-    ]
+    strips = [a for k in TEETH_INDICES for a, _ in groups[k]]
     if len(strips) < MIN_SAMPLES:
         return None
     brightest = []
@@ -239,7 +235,7 @@ def teeth_contrast(upper: np.ndarray) -> float:
     next to the upper lip over that of the half next to the middle of the gap (middle half of the columns)."""
     middle = slice(upper.shape[2] // 4, 3 * upper.shape[2] // 4)
     ratios = []
-    for k in np.flatnonzero((OPENINGS >= TEETH_OPENINGS[0]) & (OPENINGS <= TEETH_OPENINGS[1])):
+    for k in TEETH_INDICES:
         shown = max(2, int(round(OPENINGS[k] / 2 / (DEPTH / ROWS))))  # rows above the seam at the gap's middle
         rows = (upper[k, :shown, middle] @ LUMA).mean(1)
         ratios.append(rows[: shown // 2].mean() / rows[shown // 2 :].mean())
