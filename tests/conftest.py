@@ -1,5 +1,7 @@
 """Shared fixtures. Real data is read from ../shared/data; tests that need it skip with a reason if absent."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +45,14 @@ def redetector():
 
     with FaceAnalyzer(static=True) as analyzer:
         yield analyzer
+
+
+@pytest.fixture(scope="session")
+def spoken(tmp_path_factory) -> Path:
+    """A spoken sentence (espeak-ng, 22.05 kHz, 3.5 s) or, without espeak-ng, a real speech clip from shared data."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    if shutil.which("espeak-ng"):
+        sentence = "Hello there, how are you today? I am glad to see you again."
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), sentence], check=True)
+        return path
+    return shared_file("audio/aaai22_obama2.wav")

@@ -9,11 +9,12 @@ from openvasa.errors import OpenVasaError
 from openvasa.eval.expression import brow_raise, corner_lift, expression_summary, eye_openness
 from openvasa.face import landmarks as lm
 from openvasa.face.latent import FaceBasis, mouth_opening
+from openvasa.io.media import load_audio
 from openvasa.motion.controls import MotionControls, emotion_template
 from openvasa.motion.generator import load_generator
 from openvasa.pipeline import render_latents
 from openvasa.stream.state import parse_controls
-from openvasa.units import FPS, SAMPLE_RATE
+from openvasa.units import FPS
 
 
 def test_expression_measures_are_in_the_faces_own_frame() -> None:
@@ -55,14 +56,12 @@ def test_emotion_intensity_is_read_as_typed() -> None:
 
 
 def test_emotions_show_in_the_rendered_face_and_the_lips_still_follow_speech(
-    astronaut_portrait, codec, redetector
+    astronaut_portrait, codec, redetector, spoken
 ) -> None:
     """Rendered and re-detected: happy and sad mouth corners are at least 0.04 outer-eye distances apart (the
     presets ask for 0.08; given to the model as a condition only, the emotion came out 0.0005 apart), sad raises
     the inner brows, happy narrows the eyes, and the mouth opens and shuts as it does under neutral (generated, and seen)."""
-    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
-    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
-    speech = (0.2 * voice * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)).astype(np.float32)  # 3 syllables a second
+    speech = load_audio(spoken)
     generator, identity = load_generator(), astronaut_portrait.identity
     seen, generated = {}, {}
     for emotion in ("neutral", "happy", "sad"):
@@ -82,12 +81,13 @@ def test_emotions_show_in_the_rendered_face_and_the_lips_still_follow_speech(
     assert brow_raise(seen["sad"]).mean() > brow_raise(seen["happy"]).mean() + 0.01
     assert eye_openness(seen["happy"]).mean() < eye_openness(seen["neutral"]).mean() - 0.01
     mouth = {e: lm.mouth_opening(p) for e, p in seen.items()}
-    assert np.ptp(generated["neutral"]) > 0.02 and np.ptp(mouth["neutral"]) > 0.02  # the lips move: something to follow
+    assert np.ptp(generated["neutral"]) > 0.04 and np.ptp(mouth["neutral"]) > 0.04  # the lips move: something to follow
     for emotion in ("happy", "sad"):
         same = np.corrcoef(generated[emotion], generated["neutral"])[0, 1]
         r = np.corrcoef(mouth[emotion], mouth["neutral"])[0, 1]
         print(f"mouth opening, {emotion} vs neutral: generated r = {same:.3f}, re-detected r = {r:.3f}")
-        # The generated lips are neutral's. Re-detected in 0.03-wide openings of a synthetic voice (the mouth
-        # regression opens it less than speech), they agree at 0.72-0.85 with the head held still (its turns move
-        # the opening seen in the picture: 0.64 with them).
-        assert same > 0.95 and r > 0.7
+        # The generated lips are neutral's, and re-detected they agree at 0.95-0.98 with the head held still (its
+        # turns move the opening seen in the picture). On a synthetic voice's 0.03-wide openings, the smile's
+        # re-detected opening followed at only 0.67-0.73: FaceMesh's reading of small openings on a smiling mouth
+        # moved with how the narrowed eyes were drawn.
+        assert same > 0.95 and r > 0.85

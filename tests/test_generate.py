@@ -1,6 +1,5 @@
 """Audio-driven generation end to end, and bad inputs failing clearly without writing a file."""
 
-import shutil
 import subprocess
 import sys
 
@@ -17,22 +16,10 @@ from openvasa.pipeline import generate, render_latents
 from openvasa.provenance.verify import verify
 from openvasa.provenance.watermark import detect
 
-from .conftest import shared_file
 
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    """A spoken sentence (espeak-ng, 22.05 kHz) or, without espeak-ng, a real speech clip from shared data."""
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    if shutil.which("espeak-ng"):
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), "Hello there, how are you today?"], check=True)
-        return path
-    return shared_file("audio/aaai22_obama2.wav")
-
-
-def test_generate_writes_a_talking_video_of_the_audio_length(speech, tmp_path, astronaut):
-    out = generate(astronaut, speech, tmp_path / "talk.mp4")
-    info = sf.info(str(speech))
+def test_generate_writes_a_talking_video_of_the_audio_length(spoken, tmp_path, astronaut):
+    out = generate(astronaut, spoken, tmp_path / "talk.mp4")
+    info = sf.info(str(spoken))
     video_s, audio_s = probe_duration(out)
     assert abs(video_s - info.duration) <= 1 / 25 + 1e-6
     assert abs(audio_s - video_s) < 0.07
@@ -44,23 +31,23 @@ def test_generate_writes_a_talking_video_of_the_audio_length(speech, tmp_path, a
     assert found.found and found.tag_matches and found.tag["generator"] == "openvasa"
 
 
-def test_identity_is_kept(speech, astronaut):
+def test_identity_is_kept(spoken, astronaut):
     identity = pytest.importorskip("openvasa.eval.identity")
-    frames = generate(astronaut, speech)
+    frames = generate(astronaut, spoken)
     assert detect(frames).found  # the frames the Python API returns are marked too
     distance = identity.identity_distance(astronaut, frames[::10])
     print(f"face-embedding distance portrait vs frames: {distance:.3f}")
     assert distance < 0.45  # same-person threshold is 0.6
 
 
-def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, astronaut, speech):
+def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, astronaut, spoken):
     out = tmp_path / "out.mp4"
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000, np.float32), 16000)
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"\x00garbage" * 100)
     blank = np.full((300, 300, 3), 127, np.uint8)
-    cases = [(astronaut, silent, "silent"), (astronaut, corrupt, "corrupt|decode"), (blank, speech, "no face")]
+    cases = [(astronaut, silent, "silent"), (astronaut, corrupt, "corrupt|decode"), (blank, spoken, "no face")]
     for image, audio, message in cases:
         with pytest.raises(OpenVasaError, match=message):
             generate(image, audio, out)

@@ -95,6 +95,37 @@ def test_a_lid_at_the_frame_edge_is_drawn_without_overflow(astronaut_portrait, c
     assert np.array_equal(frame, reference)
 
 
+def test_the_lid_layer_leaves_shallow_dips_to_the_warp_and_softens_lashes_of_upscaled_pictures(
+    astronaut_portrait, codec
+):
+    """Eyes between blinks (0.8 of open) keep the portrait's own lashes, lowered by the warp: no lid is painted,
+    where a drawn lash line came and went over a third of the frames. A blink's deep frames get the whole lid. On a
+    picture upscaled 3x the drawn lash line is as soft as the picture's own edges, not a crisp stroke."""
+    from openvasa.render.lids import LidLayer
+
+    portrait = astronaut_portrait
+    targets = {}
+    for ratio in (0.8, 0.2):
+        latent = portrait.identity.reference.copy()
+        latent.eyes[0, :2] *= ratio
+        targets[ratio] = portrait.renderer.lids.lowered(codec.decode(latent, portrait.identity)[0])
+    frame = portrait.crop.image.copy()
+    portrait.renderer.lids.composite(frame, targets[0.8])
+    assert np.array_equal(frame, portrait.crop.image), "a shallow dip was painted over"
+    sharpness = {}
+    for upscale in (1.0, 3.0):
+        lids = LidLayer(portrait.crop.image, portrait.crop.landmarks, upscale)
+        frame = portrait.crop.image.copy()
+        lids.composite(frame, targets[0.2])
+        changed = np.abs(frame.astype(int) - portrait.crop.image).sum(2) > 0
+        assert changed.sum() > 200, "a deep closure paints the lid"
+        rows = np.flatnonzero(changed.any(1))
+        luma = frame[rows.min() : rows.max() + 1].mean(2)
+        sharpness[upscale] = np.abs(np.diff(luma, axis=0)).max()
+    print(f"\nsteepest vertical step in the lid: {sharpness}")
+    assert sharpness[3.0] < 0.7 * sharpness[1.0]
+
+
 def test_gaze_moves_the_irises(astronaut_portrait, codec, redetector):
     latent = astronaut_portrait.identity.reference.copy()
     before = measure_eyes(to_canonical(astronaut_portrait.crop.landmarks[None], latent.pose))[0]

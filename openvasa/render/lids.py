@@ -25,8 +25,17 @@ LIDS = (
 # The lid skin is taken from this band above the portrait's lash line, in units of the eye's local opening: below
 # its low edge are the lashes, above its high edge the crease and the brow.
 BAND_LOW, BAND_HIGH = 0.25, 0.9
-MIN_CLOSURE = 0.08  # lid travel, as a share of the resting opening, below which the warp alone is kept
+# The layer fades in with the lid's travel (a share of the resting opening, overshoot included): none below
+# MIN_CLOSURE, all of it from FULL_CLOSURE. A lid drawn over the shallow dips that eyes make between blinks (a third
+# of the frames) replaced the portrait's lashes with a drawn line, and that line came and went as the eye crossed the
+# threshold; there the warp's lowered lashes read right (a squint, sleepy or looking down), while a blink's deep
+# frames (0.44 and 0.16 of open) get the whole lid.
+MIN_CLOSURE, FULL_CLOSURE = 0.3, 0.6
 LASH_WIDTH = 0.035  # of the eye's width
+# An upscaled picture has no line sharper than its own pixels: the drawn lash line is blurred by what bilinear
+# upscaling spreads a source pixel over (sigma 0.41 of the scale) beyond the line's own antialiasing (0.4 px). A
+# crisp line over a 160 px video frame read as eyeliner drawn on the picture.
+UPSCALE_SPREAD, LINE_SPREAD = 0.41, 0.4
 SKIN_SOFTENING = 0.04  # Gaussian sigma of the lid skin, of the eye's width
 RIM_FADE = 0.04  # the lid fades in over this share of the eye's width from its rim
 # A lid asked to close to openness r (of the portrait's) is drawn at r - OVERSHOOT * (1 - r): drawn at r, a half
@@ -44,10 +53,12 @@ TOP_FADE = 0.4  # share of the painted lid's height, from its top, over which it
 
 
 class LidLayer:
-    """Built from the portrait and its landmarks (S, S, 3) and (478, 3)."""
+    """Built from the portrait and its landmarks (S, S, 3) and (478, 3); upscale: the portrait's pixels per pixel
+    of the picture it was framed from (FaceCrop.to_crop's scale)."""
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, upscale: float = 1.0) -> None:
         self.openness = lm.eye_openness(landmarks)  # (2,) the portrait's: its lids at rest
+        self.lash_blur = float(np.sqrt(max((UPSCALE_SPREAD * upscale) ** 2 - LINE_SPREAD**2, 0.0)))
         # The lid is sampled from a softened copy: a closed lid is smooth, and the band's creases and lashes,
         # stretched over it, read as stripes or as an eye still open.
         eye_width = np.linalg.norm(landmarks[lm.RIGHT_EYE_CORNERS[0], :2] - landmarks[lm.RIGHT_EYE_CORNERS[1], :2])
@@ -94,10 +105,13 @@ class LidLayer:
             turn = _similarity(src_axis, dst_axis)
             resting = bottom + rest_opening @ turn.T
             travel = np.linalg.norm(resting - lid, axis=1)
-            if travel[1:-1].mean() < MIN_CLOSURE * opening[1:-1].mean() * np.linalg.norm(turn[0]):
+            closure = travel[1:-1].mean() / max(opening[1:-1].mean() * np.linalg.norm(turn[0]), 1e-6)
+            strength = float(_smoothstep((closure - MIN_CLOSURE) / (FULL_CLOSURE - MIN_CLOSURE)))
+            if strength <= 0:
                 continue
             covered = resting + COVER * (rest_opening @ turn.T)
-            self._paint(frame, covered, lid, band_high, band_low, lash, band, light, np.linalg.norm(dst_axis))
+            lid_colours = (lash, band, light)
+            self._paint(frame, covered, lid, band_high, band_low, lid_colours, np.linalg.norm(dst_axis), strength)
 
     def _paint(
         self,
@@ -106,16 +120,17 @@ class LidLayer:
         lid: np.ndarray,
         band_high: np.ndarray,
         band_low: np.ndarray,
-        lash: np.ndarray,
-        band: np.ndarray,
-        light: np.ndarray,
+        colours: tuple[np.ndarray, np.ndarray, np.ndarray],
         eye_width: float,
+        strength: float,
     ) -> None:
         """Map the skin band (band_high above band_low) onto the painted band (top, above the resting lid line,
-        down to the lid)."""
+        down to the lid), `strength` (0-1] of the way over the frame. colours: the lash colour, the band's tone and
+        the light added down the lid."""
+        lash, band, light = colours
         h, w = frame.shape[:2]
         polygon = np.concatenate([top, lid[::-1]])
-        pad = int(np.ceil(eye_width * LASH_WIDTH)) + 2
+        pad = int(np.ceil(eye_width * LASH_WIDTH + 3 * self.lash_blur)) + 2
         x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int) - pad, 0)
         x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + pad + 1, [w, h])
         if x1 <= x0 or y1 <= y0:
@@ -148,9 +163,12 @@ class LidLayer:
         line = np.round((lid - offset) * 16).astype(np.int32)
         thickness = max(1, int(round(eye_width * LASH_WIDTH)))
         cv2.polylines(lashes, [line], False, 255, thickness, cv2.LINE_AA, shift=4)
-        lash_alpha = lashes.astype(np.float32)[..., None] / 255
-        painted = skin.astype(np.float32) * (1 - lash_alpha) + lash * lash_alpha
-        alpha = np.maximum(alpha, lashes.astype(np.float32) / 255)[..., None]
+        lash_alpha = lashes.astype(np.float32) / 255
+        if self.lash_blur > 0:  # softened, its core still opaque: a fainter line read as an eye left open
+            soft = cv2.GaussianBlur(lash_alpha, (0, 0), self.lash_blur)
+            lash_alpha = np.minimum(soft / max(float(soft.max()), 1e-6), 1.0)
+        painted = skin.astype(np.float32) * (1 - lash_alpha[..., None]) + lash * lash_alpha[..., None]
+        alpha = strength * np.maximum(alpha, lash_alpha)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + alpha * (painted - roi), 0, 255).astype(np.uint8)
 

@@ -19,7 +19,7 @@ class PortraitRenderer:
     def __init__(self, crop: FaceCrop, mouth_atlas: MouthAtlas | None = None) -> None:
         self.crop = crop
         self.eyes = EyeLayer(crop.image, crop.landmarks)
-        self.lids = LidLayer(crop.image, crop.landmarks)
+        self.lids = LidLayer(crop.image, crop.landmarks, float(np.linalg.norm(crop.to_crop[:, 0])))
         self.mouth = MouthLayer(crop.image, crop.landmarks, mouth_atlas)
         margin = (crop.context.shape[0] - crop.image.shape[0]) // 2
         self.warper = MeshWarper(crop.landmarks, crop.image.shape[0], margin)
