@@ -13,7 +13,7 @@ import numpy as np
 
 from openvasa.face import landmarks as lm
 from openvasa.render.eyes import polygon_mask
-from openvasa.render.mouth_atlas import cheek_colour
+from openvasa.render.mouth_atlas import LEFT_CHEEK, RIGHT_CHEEK, cheek_colour
 from openvasa.render.raster import triangle_maps
 
 # (upper lid, lower lid, corners) per eye; the lid tuples run corner to corner, index i of one facing index i of
@@ -22,6 +22,9 @@ LIDS = (
     (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_EYE_CORNERS),
     (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_EYE_CORNERS),
 )
+# The cheek under each eye: a closing lid is lit towards its own side's light, so the eye on a face's shadowed side
+# stays in the shadow (lit towards both cheeks, a turned head's far lid glowed orange in its shadow).
+CHEEK_UNDER = (RIGHT_CHEEK, LEFT_CHEEK)
 # The lid skin is taken from this band above the portrait's lash line, in units of the eye's local opening: below
 # its low edge are the lashes, above its high edge the crease and the brow.
 BAND_LOW, BAND_HIGH = 0.25, 0.9
@@ -63,9 +66,9 @@ class LidLayer:
         # stretched over it, read as stripes or as an eye still open.
         eye_width = np.linalg.norm(landmarks[lm.RIGHT_EYE_CORNERS[0], :2] - landmarks[lm.RIGHT_EYE_CORNERS[1], :2])
         self.image = cv2.GaussianBlur(image, (0, 0), SKIN_SOFTENING * eye_width)
-        cheeks = cheek_colour(image, landmarks)
         self.eyes = []
-        for upper, lower, corners in LIDS:
+        for (upper, lower, corners), cheek in zip(LIDS, CHEEK_UNDER, strict=True):
+            cheeks = cheek_colour(image, landmarks, cheek)
             top, bottom = landmarks[list(upper), :2], landmarks[list(lower), :2]
             opening = np.linalg.norm(top - bottom, axis=1)  # (9,) 0 at the corners
             axis = landmarks[corners[1], :2] - landmarks[corners[0], :2]

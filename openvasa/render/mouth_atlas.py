@@ -20,7 +20,10 @@ from openvasa.face import landmarks as lm
 from openvasa.render.eyes import iris_circle
 
 ATLAS_FILE = "mouth_interior.npz"
-CHEEKS = (50, 280, 101, 330, 205, 425)  # cheek landmarks: skin lit like the face, away from lips, eyes and hair
+# Cheek landmarks: skin lit like the face, away from lips, eyes and hair; the right cheek's (under the right eye),
+# the left's, and both.
+RIGHT_CHEEK, LEFT_CHEEK = (50, 101, 205), (280, 330, 425)
+CHEEKS = RIGHT_CHEEK + LEFT_CHEEK
 CHEEK_RADIUS = 0.05  # eye distances: the square sampled around each cheek landmark
 LIPS_CORNERS = (lm.LIPS_INNER_UPPER[0], lm.LIPS_INNER_UPPER[-1])
 SCLERA_PERCENTILE = 75  # the eye opening's pixels outside the iris: lashes, lid shadow and eye whites
@@ -78,12 +81,12 @@ class MouthFrame:
         return (dx * self.axis_u[0] + dy * self.axis_u[1]) / self.half_width, dx * self.axis_v[0] + dy * self.axis_v[1]
 
 
-def cheek_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(3,) median RGB of the cheeks."""
+def cheek_colour(image: np.ndarray, points: np.ndarray, cheeks: tuple[int, ...] = CHEEKS) -> np.ndarray:
+    """(3,) median RGB of the cheeks (landmark indices `cheeks`: both, or one side's)."""
     radius = max(int(round(CHEEK_RADIUS * float(lm.eye_distance(points)))), 1)
     h, w = image.shape[:2]
     patches = []
-    for index in CHEEKS:
+    for index in cheeks:
         x, y = np.round(points[index, :2]).astype(int)
         patch = image[max(y - radius, 0) : min(y + radius + 1, h), max(x - radius, 0) : min(x + radius + 1, w)]
         patches.append(patch.reshape(-1, 3))
