@@ -82,7 +82,7 @@ class LidLayer:
             band = _sample(self.image, np.linspace(band_low, band_high, 5).reshape(-1, 2)).mean(0)
             light = LIGHTEN * np.maximum(cheeks - band, 0)
             # The lid's rest above the lower lid, and the eye's axis, to place the resting lid in any pose.
-            self.eyes.append((band_low, band_high, opening, lash, band, light, top - bottom, axis))
+            self.eyes.append((band_low, band_high, opening, (lash, band, light), top - bottom, axis))
 
     def lowered(self, target: np.ndarray) -> np.ndarray:
         """The target landmarks (478, 3) with each closing upper lid brought down by OVERSHOOT (a copy)."""
@@ -100,7 +100,7 @@ class LidLayer:
         """Draw the lids into `frame` (in place) where the target's upper lids (478, 3 landmarks of the frame) have
         come down from the portrait's."""
         for (upper, lower, corners), eye in zip(LIDS, self.eyes, strict=True):
-            band_low, band_high, opening, lash, band, light, rest_opening, src_axis = eye
+            band_low, band_high, opening, colours, rest_opening, src_axis = eye
             lid, bottom = target[list(upper), :2], target[list(lower), :2]
             # Where the upper lid would rest in this pose: the portrait's opening above the target's lower lid,
             # turned and scaled as the eye's corners are.
@@ -113,8 +113,7 @@ class LidLayer:
             if strength <= 0:
                 continue
             covered = resting + COVER * (rest_opening @ turn.T)
-            lid_colours = (lash, band, light)
-            self._paint(frame, covered, lid, band_high, band_low, lid_colours, np.linalg.norm(dst_axis), strength)
+            self._paint(frame, covered, lid, band_high, band_low, colours, np.linalg.norm(dst_axis), strength)
 
     def _paint(
         self,
