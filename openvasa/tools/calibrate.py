@@ -245,10 +245,9 @@ def fit_regression(clips: list[RealClip], blend: float, first: int) -> MouthRegr
     return MouthRegression(taps, first, readout, directions, blend)
 
 
-def mouth_r(samples: list[Sampled], regressions: dict[str, MouthRegression], blend: float) -> float:
+def mouth_r(samples: list[Sampled], regressions: dict[str, MouthRegression], blend: float, basis: FaceBasis) -> float:
     """Mean correlation of the samples' steered mouth opening with the real one; regressions: by the person
     each sample is of, fitted without that person."""
-    basis = FaceBasis.load()
     rs = []
     for s in samples:
         latent = replace(regressions[s.identity], blend=blend).steer(s.latent(None), s.clip.features)
@@ -262,7 +261,8 @@ def fit_mouth(samples: list[Sampled], real: list[RealClip], first: int) -> tuple
     that mouth r at each blend."""
     people = {s.identity for s in samples}
     regressions = {p: fit_regression([c for c in real if c.identity != p], 0.0, first) for p in people}
-    scores = [mouth_r(samples, regressions, float(b)) for b in BLENDS]
+    basis = FaceBasis.load()
+    scores = [mouth_r(samples, regressions, float(b), basis) for b in BLENDS]
     return fit_regression(real, float(BLENDS[int(np.argmax(scores))]), first), scores
 
 
