@@ -6,7 +6,7 @@ import numpy as np
 
 from openvasa.eval.metrics import blink_rate
 from openvasa.face.latent import EYE_OPEN
-from openvasa.motion.blinks import BLINK_PROFILE, MAX_GAP_S, BlinkCalibration, Blinks
+from openvasa.motion.blinks import BLINK_PROFILE, HELD_OPEN, MAX_GAP_S, BlinkCalibration, Blinks
 from openvasa.tools.calibrate import EyeSample, fit
 
 FPS = 25.0
@@ -58,6 +58,19 @@ def test_deep_dips_become_full_blinks_and_shallow_ones_stay():
     deep = np.flatnonzero(openness.mean(1) < calibration.threshold * OPEN.mean())
     kept = np.setdiff1d(np.arange(len(out)), np.concatenate([deep + i for i in range(len(BLINK_PROFILE))]))
     np.testing.assert_array_equal(out[kept], openness[kept])  # shallow dips untouched
+
+
+def test_a_dip_that_outlasts_its_blink_is_one_blink_not_a_flutter():
+    """The model's eyes stay half shut for 0.8 s, wavering about half open: one blink is drawn, and its eyes reopen
+    to HELD_OPEN and stay there, rather than closing again as the model's dip shows through the reopening lids."""
+    openness = np.tile(OPEN, (int(4 * FPS), 1))
+    openness[25:45] = OPEN * np.where(np.arange(20) % 3 == 0, 0.55, 0.35)[:, None]
+    calibration = BlinkCalibration(threshold=0.5, real_rate=20.0, model_rate=20.0)
+    out = Blinks(FPS, calibration=calibration).apply(openness, OPEN)
+    closed = out.mean(1) < 0.5 * OPEN.mean()
+    assert np.count_nonzero(closed[1:] & ~closed[:-1]) == 1
+    assert out.mean(1).min() / OPEN.mean() <= BLINK_PROFILE.min() + 1e-9  # a real blink's depth
+    np.testing.assert_allclose(out[30:45].mean(1) / OPEN.mean(), HELD_OPEN)
 
 
 def test_the_fitted_threshold_gives_the_real_rate():
