@@ -53,12 +53,17 @@ def test_steering_moves_the_mouth_by_its_blend():
     latent = FaceLatent(np.zeros((200, 7)), np.zeros((200, 6)), smooth_noise(rng, 200, 6))
     before = latent.dynamics @ readout
     goal = MouthRegression(taps, -1, readout, directions, 1.0).predict(features)
-    for blend in (0.0, 0.5, 1.0):
-        steered = MouthRegression(taps, -1, readout, directions, blend).steer(latent, features)
+    for blend in (0.0, 0.5, 1.0, np.array([0.3, 0.8])):  # one share for both, or the opening's and the width's
+        regression = MouthRegression(taps, -1, readout, directions, blend)
+        steered = regression.steer(latent, features)
         assert np.allclose(steered.pose, latent.pose) and np.allclose(steered.eyes, latent.eyes)
         # The measured mouth, about its running mean, moved `blend` of the way to the regression's.
-        wanted = blend * (goal - (before - gaussian_smooth(before, LEVEL_SIGMA)))
+        wanted = np.asarray(blend) * (goal - (before - gaussian_smooth(before, LEVEL_SIGMA)))
         np.testing.assert_allclose(steered.dynamics @ readout - before, wanted, atol=1e-9)
+        again = MouthRegression.from_dict(regression.to_dict())
+        np.testing.assert_allclose(again.steer(latent, features).dynamics, steered.dynamics)
+    old_checkpoint = {**regression.to_dict(), "blend": 0.5}  # saved before the width had a share of its own
+    np.testing.assert_array_equal(MouthRegression.from_dict(old_checkpoint).blend, [0.5, 0.5])
 
 
 def test_live_steering_block_by_block_equals_all_at_once_and_needs_no_later_audio():
@@ -98,7 +103,7 @@ def test_steered_mouth_follows_unseen_people_more_closely(clip):
     identity = codec.identity_of(tracked[0])
     generator = MotionGenerator()  # not the cached one: its regression is taken away below
     regression = generator.mouth_regression
-    assert regression is not None and 0 < regression.blend <= 1
+    assert regression is not None and np.all((regression.blend > 0) & (regression.blend <= 1))
     features = generator.audio_features(audio)
     rs = {}
     for name, steering in (("steered", regression), ("as sampled", None)):

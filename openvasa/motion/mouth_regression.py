@@ -6,8 +6,9 @@ trained on 26 clips of 14 people, the diffusion model learns those people's mout
 read-out generalises better. Sampling it with other seeds or averaging samples does not close the gap (the mouth
 hardly varies between seeds), nor does a time shift (the model's mouth is best aligned at lag 0).
 
-So the generated opening and width are moved part of the way (`blend`, fitted on training-split people the model
-was not trained on) towards the regression's, along fitted directions of the expression code; everything else
+So the generated opening and width are moved part of the way (`blend`, one share for each, fitted on
+training-split people the model was not trained on: each measure's own correlation with the real one peaks at its
+own share) towards the regression's, along fitted directions of the expression code; everything else
 (the lips' shape, expression, eyes, head) stays the model's. Both are taken about their running means (a few
 seconds), so the mouth's resting level, an emotion's and the portrait's stay as generated. The regression's
 output is scaled to real mouths' amplitude (a ridge regression shrinks it). Fitted by openvasa.tools.calibrate
@@ -35,14 +36,17 @@ LEVEL_SIGMA = 50.0
 class MouthRegression:
     """taps: (L, A, 2) weights of the audio features (A) at frames t + first ... t + first + L - 1 for the
     opening and width (eye distances) at frame t; readout: (K, 2) expression code -> opening and width; directions:
-    (2, K) code change per eye distance of each (readout applied to them gives the identity); blend: the share of
-    the way to the regression's mouth."""
+    (2, K) code change per eye distance of each (readout applied to them gives the identity); blend: (2,) the share
+    of the way to the regression's opening and width (a single share is used for both)."""
 
     taps: np.ndarray
     first: int
     readout: np.ndarray
     directions: np.ndarray
-    blend: float
+    blend: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.blend = np.broadcast_to(np.asarray(self.blend, np.float64), (2,)).copy()
 
     @property
     def causal(self) -> bool:
@@ -74,7 +78,7 @@ class MouthRegression:
             "first": int(self.first),
             "readout": self.readout.tolist(),
             "directions": self.directions.tolist(),
-            "blend": float(self.blend),
+            "blend": self.blend.tolist(),
         }
 
     @classmethod
@@ -84,7 +88,7 @@ class MouthRegression:
             int(d["first"]),
             np.asarray(d["readout"], np.float64),
             np.asarray(d["directions"], np.float64),
-            float(d["blend"]),
+            np.asarray(d["blend"], np.float64),  # one share in checkpoints before the width had its own
         )
 
 
