@@ -25,7 +25,7 @@ BLINK_FRACTION = 0.5  # openness below this share of the open level is a blink (
 # not blinks are half-shut flickers, and one that outlasted the blink drawn over it closed the eye again: the
 # low-latency model dipped below half open 34 times a minute and was counted blinking 66.5 times, and with the
 # eyes held open only between blinks, 16% of the offline model's blinks still came 0.3 s or less after the last
-# one (a flutter a viewer sees; real clips: 9%, and 2% once the reopening is held too).
+# one (a flutter a viewer sees; real clips: 5% of 129 gaps, and 2% once the reopening is held too).
 HELD_OPEN = BLINK_FRACTION + 0.1
 # The longest a face stays unblinking: drawn per blink from the upper part of the gaps between blinks in the
 # training clips, their 70th to 95th percentiles (below: the quantiles and their gaps), so added blinks do not come
