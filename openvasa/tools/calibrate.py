@@ -246,13 +246,18 @@ def fit_regression(clips: list[RealClip], blend: float | np.ndarray, first: int)
 
 
 def mouth_r(
-    samples: list[Sampled], regressions: dict[str, MouthRegression], blend: float, basis: FaceBasis
+    samples: list[Sampled],
+    latents: list[FaceLatent],
+    regressions: dict[str, MouthRegression],
+    blend: float,
+    basis: FaceBasis,
 ) -> np.ndarray:
     """(2,) mean correlation of the samples' steered mouth opening and width with the real ones, both steered by
-    `blend`; regressions: by the person each sample is of, fitted without that person."""
+    `blend`; latents: the samples' unsteered latents (Sampled.latent(None)); regressions: by the person each sample
+    is of, fitted without that person."""
     rs = []
-    for s in samples:
-        latent = replace(regressions[s.identity], blend=blend).steer(s.latent(None), s.clip.features)
+    for s, unsteered in zip(samples, latents, strict=True):
+        latent = replace(regressions[s.identity], blend=blend).steer(unsteered, s.clip.features)
         measured = mouth_measures(latent, s.clip.neutral, basis)
         rs.append([np.corrcoef(measured[:, k], s.clip.mouth[:, k])[0, 1] for k in range(2)])
     return np.mean(rs, 0)
@@ -267,7 +272,8 @@ def fit_mouth(samples: list[Sampled], real: list[RealClip], first: int) -> tuple
     people = {s.identity for s in samples}
     regressions = {p: fit_regression([c for c in real if c.identity != p], 0.0, first) for p in people}
     basis = FaceBasis.load()
-    scores = np.array([mouth_r(samples, regressions, float(b), basis) for b in BLENDS])
+    latents = [s.latent(None) for s in samples]  # the same for every blend
+    scores = np.array([mouth_r(samples, latents, regressions, float(b), basis) for b in BLENDS])
     return fit_regression(real, BLENDS[np.argmax(scores, 0)], first), scores
 
 
