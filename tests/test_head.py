@@ -9,7 +9,7 @@ from openvasa.eval.metrics import pose_std, pose_variation
 from openvasa.face.latent import FaceBasis
 from openvasa.io.media import load_audio
 from openvasa.motion.generator import MotionGenerator
-from openvasa.motion.head import HeadCalibration, HeadRange, wander, wander_level
+from openvasa.motion.head import MAX_YAW, MIN_OUTWARD, HeadCalibration, HeadRange, bound_turn, wander, wander_level
 from openvasa.stream.session import stream_checkpoint
 from openvasa.tools.calibrate import shown_turn
 
@@ -61,6 +61,32 @@ def test_a_wide_wander_and_a_constant_offset_are_left():
     assert shift < 0.5
 
 
+def test_a_drift_at_the_start_is_not_taken_for_wander():
+    """A head that turns 3 deg away from the portrait's pose in its first two seconds and stays there (the model's
+    yaw drifts so): the wander is taken about the frames there are, so the turn is hardly amplified."""
+    delta = wandering(np.radians(0.3), 500)
+    delta[:, 0] += np.radians(3.0) * np.clip(np.arange(500) / 50, 0, 1)
+    out = HeadRange(CALIBRATION).apply(delta)
+    added = np.degrees(out[:250, 0].mean() - delta[:250, 0].mean())
+    print(f"\nadded to the first 10 s of a 3 deg drift: {added:+.2f} deg")
+    assert abs(added) < 1.2  # the turn itself is motion over 1-10 s; means anchored at the portrait's pose: +2.7
+
+
+def test_turns_away_from_the_camera_are_bounded_and_those_towards_it_kept():
+    turn = np.radians(np.linspace(-40, 40, 161))
+    frontal = bound_turn(turn, 0.0)
+    small = np.abs(turn) <= MAX_YAW / 2
+    np.testing.assert_allclose(frontal[small], turn[small])  # a frontal portrait's usual turns as they are
+    assert np.abs(frontal).max() < MAX_YAW and np.all(np.diff(frontal) > 0)  # bounded, smooth, in order
+    three_quarter = np.radians(28.0)
+    bounded = bound_turn(turn, three_quarter)
+    inward = turn <= 0
+    np.testing.assert_allclose(bounded[inward], turn[inward])  # towards the camera: free
+    assert bounded.max() < MIN_OUTWARD  # outward: a little room left
+    np.testing.assert_allclose(bound_turn(-turn, -three_quarter), -bounded)  # the same on the other side
+    print(f"\n3/4 portrait (28 deg): +40 deg outward becomes {np.degrees(bounded.max()):.1f}")
+
+
 def test_block_by_block_equals_all_at_once():
     delta = wandering(np.radians(1.0), 200, seed=1)
     whole = HeadRange(CALIBRATION).apply(delta)
@@ -84,7 +110,34 @@ def test_the_shipped_model_is_calibrated_to_real_spreads(astronaut_portrait):
         spreads[name] = np.mean([pose_std(p) for p in poses])
     print(f"\nyaw/pitch std (deg): {spreads}")
     assert spreads["calibrated"] > 1.2 * spreads["as sampled"]
-    assert 1.5 < spreads["calibrated"] < 6.0
+    assert 1.5 < spreads["calibrated"] < 8.0  # 5.4 with the gain up to 4 and the means from the portrait's pose; 6.1
+
+
+def test_a_turned_portrait_does_not_turn_further_out(codec, redetector):
+    """A 3/4 portrait (28 deg) driven by 12 s of speech: the head turns back towards the camera freely but no more
+    than a few degrees further out (before the bound and with the wander's means from the portrait's pose: 14 deg
+    out on this voice, where the warp split the nose), and the frame turned furthest out still re-detects as a face
+    turned about as asked."""
+    from openvasa.face.latent import YAW
+    from openvasa.pipeline import prepare_portrait, render_latents
+
+    portrait = prepare_portrait(shared_file("portraits/makeittalk_donald.jpg"), codec=codec)
+    speech = load_audio(shared_file("audio/musetalk_eng.wav"))[: 12 * 16000]
+    generator, basis = MotionGenerator(), FaceBasis.load()
+    reference = portrait.identity.reference
+    side = np.sign(reference.pose[0, YAW])
+    for seed in range(2):
+        latent = generator.generate(speech, 25.0, reference, basis, seed=seed)
+        outward = side * np.degrees(latent.pose[:, YAW] - reference.pose[0, YAW])
+        furthest = int(np.argmax(outward))
+        frame = next(render_latents(portrait, latent[furthest : furthest + 1], codec, threads=1))
+        found = redetector.landmarks(frame)
+        assert found is not None
+        shown = side * np.degrees(codec.encode(found[None], portrait.identity).pose[0, YAW] - reference.pose[0, YAW])
+        print(f"\nseed {seed}: furthest out {outward.max():+.1f} deg at frame {furthest} (re-detected {shown:+.1f})")
+        assert outward.max() < 6.0
+        assert outward.min() < -2.0  # it still turns, towards the camera
+        assert abs(shown - outward.max()) < 5.0
 
 
 def test_the_renderer_shows_most_of_a_head_turn_and_the_calibration_allows_for_it(

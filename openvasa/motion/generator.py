@@ -15,7 +15,16 @@ import torch
 from openvasa.audio.features import n_frames_for
 from openvasa.audio.frontends import get_frontend, silence_features
 from openvasa.errors import OpenVasaError
-from openvasa.face.latent import EYE_IRIS, EYE_OPEN, POSE_ANGLES, POSE_SHIFT, FaceBasis, FaceLatent, gaze_to_iris_offset
+from openvasa.face.latent import (
+    EYE_IRIS,
+    EYE_OPEN,
+    POSE_ANGLES,
+    POSE_SHIFT,
+    YAW,
+    FaceBasis,
+    FaceLatent,
+    gaze_to_iris_offset,
+)
 from openvasa.face.track import gaussian_smooth
 from openvasa.motion.baseline import REST_OPENING, MouthModel
 from openvasa.motion.blinks import BlinkCalibration, Blinks
@@ -29,7 +38,7 @@ from openvasa.motion.diffusion import (
     traced_window_sampler,
 )
 from openvasa.motion.dit import DiTConfig, MotionConditions, MotionDiT
-from openvasa.motion.head import HeadCalibration, HeadRange
+from openvasa.motion.head import HeadCalibration, HeadRange, bound_turn
 from openvasa.motion.mouth_regression import LiveSteering, MouthRegression
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import (
@@ -171,6 +180,7 @@ class MotionStream:
     LISTEN_FRAMES = 25.0  # silence relaxes the expression with this time constant (frames)...
     LISTEN_RELAX = 0.8  # ...by this much: some expression stays, so a listening face is not frozen
     OPEN_START_FRAMES = (4, 6)  # the eyes hold the portrait's opening this many frames, then hand over in as many
+    POSE_START_FRAMES = 12  # the head eases from the portrait's pose to the model's over this many frames
 
     def __init__(
         self,
@@ -293,6 +303,12 @@ class MotionStream:
         delta = self.head.apply(motion[:, POSE])
         for part in (POSE_ANGLES, POSE_SHIFT):
             delta[:, part] *= controls.motion_scale  # 0: a still head; lips and eyes keep moving
+        delta[:, YAW] = bound_turn(delta[:, YAW], reference.pose[0, YAW])
+        # The model's first frame is already turned from its resting context (1.6 deg of yaw on the validation voices,
+        # up to 4.5, where a frame moves 0.4): a stream's head jumped from the portrait's pose as speech began.
+        ease = np.clip((self.frames_out + np.arange(len(delta))) / self.POSE_START_FRAMES, 0, 1)
+        for part in (POSE_ANGLES, POSE_SHIFT):
+            delta[:, part] *= (ease * ease * (3 - 2 * ease))[:, None]
         # The mean head size is set by the distance control; the model adds natural variation around it.
         lean = delta[:, LOG_SCALE] - self._running_mean("scale", delta[:, LOG_SCALE : LOG_SCALE + 1])[:, 0]
         delta[:, LOG_SCALE] = -np.log(controls.distance) + controls.motion_scale * lean
