@@ -9,7 +9,15 @@ from openvasa.face.latent import FaceBasis, FaceLatent
 from openvasa.face.track import gaussian_smooth
 from openvasa.io.media import load_audio
 from openvasa.motion.generator import MotionGenerator
-from openvasa.motion.mouth_regression import LEVEL_SIGMA, LiveSteering, MouthRegression, fit_directions, fit_taps
+from openvasa.motion.mouth_regression import (
+    LEVEL_SIGMA,
+    LiveSteering,
+    MouthRegression,
+    clip_offsets,
+    delayed,
+    fit_directions,
+    fit_taps,
+)
 from openvasa.units import FPS
 from tests.conftest import shared_file
 
@@ -40,6 +48,34 @@ def test_fitted_taps_recover_a_lagged_mouth_on_new_clips():
         assert r > 0.9 and 0.8 < ratio < 1.25
 
 
+def test_each_clips_audio_video_offset_is_found_and_fitting_at_it_sharpens_the_taps():
+    rng = np.random.default_rng(2)
+    clips = [smooth_noise(rng, 300, 24) for _ in range(8)]
+    offsets = [0, 2, -1, 3, -2, 1, 0, -3]  # frames each recording's mouth lags its audio by
+    mouths = [
+        delayed(lagged_mouth(c), o) + 0.002 * rng.normal(size=(300, 2)) for c, o in zip(clips, offsets, strict=True)
+    ]
+    people = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    found = clip_offsets(clips, mouths, people, first=-3, n_taps=11, dims=20, ridge=10.0, max_offset=4)
+    # The delay that undoes each recording's, to a frame: the others' regression is itself blurred by theirs.
+    errors = np.abs(np.add(found, offsets))
+    assert errors.max() <= 1
+    assert np.array_equal(delayed(np.arange(5.0)[:, None], 2)[:, 0], [0, 0, 0, 1, 2])
+    assert np.array_equal(delayed(np.arange(5.0)[:, None], -1)[:, 0], [1, 2, 3, 4, 4])
+
+    new = smooth_noise(rng, 300, 24)
+    rs = []
+    for measures in (
+        mouths,
+        [delayed(m, o) for m, o in zip(mouths, found, strict=True)],
+    ):  # as recorded, at their offsets
+        taps = fit_taps(clips, measures, first=-3, n_taps=11, dims=20, ridge=10.0)
+        predicted = MouthRegression(taps, -3, np.zeros((5, 2)), np.zeros((2, 5)), 1.0).predict(new)
+        rs.append(np.corrcoef(predicted[:, 0], lagged_mouth(new)[:, 0])[0, 1])
+    print(f"opening r on a new clip: fitted as recorded {rs[0]:.3f}, at each clip's offset {rs[1]:.3f}")
+    assert rs[1] > rs[0] + 0.05 and rs[1] > 0.9
+
+
 def test_steering_moves_the_mouth_by_its_blend():
     rng = np.random.default_rng(1)
     dynamics = rng.normal(size=(400, 6))
@@ -62,6 +98,10 @@ def test_steering_moves_the_mouth_by_its_blend():
         np.testing.assert_allclose(steered.dynamics @ readout - before, wanted, atol=1e-9)
         again = MouthRegression.from_dict(regression.to_dict())
         np.testing.assert_allclose(again.steer(latent, features).dynamics, steered.dynamics)
+    # A per-frame share of the move (silence relaxes it as it relaxes the expression): none of it where it is 0.
+    share = np.clip(np.linspace(-0.5, 1.5, 200), 0, 1)
+    partly = regression.steer(latent, features, share)
+    np.testing.assert_allclose(partly.dynamics @ readout - before, share[:, None] * wanted, atol=1e-9)
     old_checkpoint = {**regression.to_dict(), "blend": 0.5}  # saved before the width had a share of its own
     np.testing.assert_array_equal(MouthRegression.from_dict(old_checkpoint).blend, [0.5, 0.5])
 
@@ -82,6 +122,10 @@ def test_live_steering_block_by_block_equals_all_at_once_and_needs_no_later_audi
     later = features.copy()
     later[60:] += 1.0
     np.testing.assert_allclose(causal.steer(latent, later).dynamics[:60], whole.dynamics[:60], atol=1e-12)
+    share = np.linspace(0, 1, 120)
+    shared = [LiveSteering(causal).apply(latent, features, share), causal.steer(latent, features, share)]
+    np.testing.assert_allclose(shared[0].dynamics, shared[1].dynamics, atol=1e-12)
+    np.testing.assert_allclose(shared[0].dynamics[0], latent.dynamics[0], atol=1e-12)  # a share of 0: unsteered
     with pytest.raises(ValueError, match="taps end at the frame"):
         LiveSteering(MouthRegression(causal.taps, -3, readout, directions, 0.5))
 

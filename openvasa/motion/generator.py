@@ -167,7 +167,7 @@ class MotionGenerator:
         features = self.audio_features(audio) if features is None else features
         latent = stream.smooth(stream.to_latent(stream.sample_all(features), features), whole=True)
         if self.mouth_regression is not None:
-            latent = self.mouth_regression.steer(latent, features)
+            latent = self.mouth_regression.steer(latent, features, stream.speaking)
         return _resample(latent, FPS, fps, n_out)
 
 
@@ -222,6 +222,10 @@ class MotionStream:
         self.mouth = LiveSteering(regression) if regression is not None and regression.causal else None
         self.running: dict[str, np.ndarray] = {}
         self.smoothed: tuple[np.ndarray, np.ndarray] | None = None  # last (pose, dynamics), for causal smoothing
+        # (T,) of the frames to_latent made last: the share of the expression kept as silence relaxes it, which the
+        # mouth's steering keeps too (it reads speech; after speech its running means lagged, and a listening
+        # mouth shut tight, then parted again as they caught up).
+        self.speaking = np.ones(0)
         self.frames_out = 0  # frames turned into latents so far
 
     @torch.no_grad()
@@ -323,17 +327,18 @@ class MotionStream:
             gaze += target - self._running_mean("gaze", gaze)
         eyes[:, EYE_IRIS] = np.clip(gaze, -0.5, 0.5)
         dynamics = motion[:, dynamics_slice(motion.shape[1])]
+        self.speaking = np.ones(len(dynamics))
         if self.model.relative_dynamics:
-            dynamics = dynamics * (1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics), None])
-            dynamics = dynamics + self.rest_dynamics
+            self.speaking = 1 - self.LISTEN_RELAX * self.listening(features)[: len(dynamics)]
+            dynamics = dynamics * self.speaking[:, None] + self.rest_dynamics
         # The emotion holds through speech and silence alike: the expression the lips move in.
         dynamics = dynamics + self.emotion
         return FaceLatent(pose_from_delta(delta, reference.pose[0]), eyes, dynamics)
 
     def steer_mouth(self, latent: FaceLatent, features: np.ndarray) -> FaceLatent:
         """The next frames of a live stream with the mouth steered (openvasa.motion.mouth_regression), when the
-        model has a causal regression; features: their audio features."""
-        return latent if self.mouth is None else self.mouth.apply(latent, features)
+        model has a causal regression; features: their audio features; the frames to_latent made last."""
+        return latent if self.mouth is None else self.mouth.apply(latent, features, self.speaking)
 
     def smooth(self, latent: FaceLatent, whole: bool = False) -> FaceLatent:
         """Remove the samples' frame-to-frame noise from pose and dynamics. Offline (whole=True, the complete

@@ -1,23 +1,27 @@
 """The mouth's opening and width read linearly from the audio features, steering the generated mouth towards them.
 
-On people it never saw, the motion model's mouth opening correlates 0.43 with the real one (8 validation people,
-in the latent), where a ridge regression on the same Whisper features and loudness, over 11 frames, reaches 0.49:
-trained on 26 clips of 14 people, the diffusion model learns those people's mouths, and a low-capacity regularised
-read-out generalises better. Sampling it with other seeds or averaging samples does not close the gap (the mouth
-hardly varies between seeds), nor does a time shift (the model's mouth is best aligned at lag 0).
+On people it never saw, the motion model's mouth opening correlates 0.43 with the real one (8 validation people, in
+the latent), where a ridge regression on the same Whisper features and loudness, over 11 frames, reaches 0.53
+(fitted on each training clip's mouth at the clip's own audio-video offset, clip_offsets; 0.49 at the offsets the
+clips were recorded with): trained on 26 clips of 14 people, the diffusion model learns those people's mouths, and a
+low-capacity regularised read-out generalises better. Sampling it with other seeds or averaging samples does not
+close the gap (the mouth hardly varies between seeds), nor does a time shift (the model's mouth is best aligned at
+lag 0).
 
-So the generated opening and width are moved part of the way (`blend`, one share for each, fitted on
-training-split people the model was not trained on: each measure's own correlation with the real one peaks at its
-own share) towards the regression's, along fitted directions of the expression code; everything else
-(the lips' shape, expression, eyes, head) stays the model's. Both are taken about their running means (a few
-seconds), so the mouth's resting level, an emotion's and the portrait's stay as generated. The regression's
-output is scaled to real mouths' amplitude (a ridge regression shrinks it). Fitted by openvasa.tools.calibrate
-and stored in the motion checkpoint (MotionCheckpoint.mouth_regression).
+So the generated opening and width are moved part of the way (`blend`, one share for each, fitted on training-split
+people the model was not trained on: each measure's own correlation with the real one peaks at its own share)
+towards the regression's, along fitted directions of the expression code; everything else (the lips' shape,
+expression, eyes, head) stays the model's. Both are taken about their running means (a few seconds), so the mouth's
+resting level, an emotion's and the portrait's stay as generated. The regression's output is scaled to real mouths'
+amplitude (a ridge regression shrinks it). Fitted by openvasa.tools.calibrate and stored in the motion checkpoint
+(MotionCheckpoint.mouth_regression).
 
-Offline the regression looks 7 frames ahead. A live session has no later audio, so the live models' regressions
-end at the frame (LiveSteering): alone it reaches r 0.33 on the validation people, but steering the live models'
-mouths part of the way to it raises their own 0.345 (4-frame blocks) and 0.318 (1-frame) to 0.386 and 0.367. Their
-running means are exponential, carried from block to block, so a session steers exactly as a whole generation does.
+Offline the regression looks 7 frames ahead. A live session has no later audio, so the live models' regressions end
+at the frame (LiveSteering): alone it reaches r 0.41 on the validation people (0.29 fitted at the recorded offsets
+on half the encoder's components), and steering the live models' mouths part of the way to it takes them from their
+own 0.345 (4-frame blocks) and 0.318 (1-frame) to 0.427 and 0.400 (0.386 and 0.368 with that earlier regression).
+Their running means are exponential, carried from block to block, so a session steers exactly as a whole generation
+does.
 """
 
 from dataclasses import dataclass
@@ -59,16 +63,19 @@ class MouthRegression:
         out = sum(r @ w for r, w in zip(rows, self.taps, strict=True))
         return out - gaussian_smooth(out, LEVEL_SIGMA)
 
-    def steer(self, latent: FaceLatent, features: np.ndarray) -> FaceLatent:
-        """The latent with its mouth moved `blend` of the way to the regression's; features: (T, A) its audio. A
-        causal regression steers as a live session does."""
+    def steer(self, latent: FaceLatent, features: np.ndarray, weight: np.ndarray | None = None) -> FaceLatent:
+        """The latent with its mouth moved `blend` of the way to the regression's; features: (T, A) its audio;
+        weight: (T,) the share of that move made at each frame (all of it if None). A causal regression steers as a
+        live session does."""
         if self.causal:
-            return LiveSteering(self).apply(latent, features)
+            return LiveSteering(self).apply(latent, features, weight)
         if not len(latent):
             return latent
         measured = latent.dynamics @ self.readout  # (T, 2)
         measured = measured - gaussian_smooth(measured, LEVEL_SIGMA)
         change = self.blend * (self.predict(features[: len(latent)]) - measured)
+        if weight is not None:
+            change = change * weight[: len(latent), None]
         return FaceLatent(latent.pose, latent.eyes, latent.dynamics + change @ self.directions)
 
     def to_dict(self) -> dict:
@@ -103,8 +110,9 @@ class LiveSteering:
         self.history: np.ndarray | None = None  # (-first, A) the features before the next block
         self.means: np.ndarray | None = None  # (2, 2) running means of the predicted and the measured mouth
 
-    def apply(self, latent: FaceLatent, features: np.ndarray) -> FaceLatent:
-        """The next frames (T) of the latent, steered; features: (>= T, A) their audio features."""
+    def apply(self, latent: FaceLatent, features: np.ndarray, weight: np.ndarray | None = None) -> FaceLatent:
+        """The next frames (T) of the latent, steered; features: (>= T, A) their audio features; weight: (>= T,)
+        the share of the move made at each frame (all of it if None)."""
         r, n = self.regression, len(latent)
         if not n:
             return latent
@@ -120,6 +128,8 @@ class LiveSteering:
             about[t] = both[t] - means
         self.means, self.history = means, x[len(x) - past :]
         change = r.blend * (about[:, 0] - about[:, 1])
+        if weight is not None:
+            change = change * weight[:n, None]
         return FaceLatent(latent.pose, latent.eyes, latent.dynamics + change @ r.directions)
 
 
@@ -155,6 +165,45 @@ def fit_taps(
     gain = np.mean([(m - m.mean(0)).std(0) for m in measures], 0) / np.concatenate(fitted).std(0)
     per_tap = weights.reshape(n_taps, dims + 4, 2) * gain / scale[None, :, None]
     return np.einsum("ad,ldo->lao", project, per_tap)  # the mean's part is taken out with the running mean
+
+
+def delayed(x: np.ndarray, lag: int) -> np.ndarray:
+    """x (T, D) shifted `lag` frames later (earlier if negative): row t is row t - lag of x, the edge rows repeated."""
+    padded = np.pad(x, ((max(lag, 0), max(-lag, 0)), (0, 0)), mode="edge")
+    return padded[max(-lag, 0) : max(-lag, 0) + len(x)]
+
+
+def clip_offsets(
+    features: list[np.ndarray],
+    measures: list[np.ndarray],
+    people: list[str],
+    first: int,
+    n_taps: int,
+    dims: int,
+    ridge: float,
+    max_offset: int,
+) -> list[int]:
+    """Per clip, the delay of its measures (frames, at most max_offset either way) at which its opening best follows
+    the regression fitted on the other people's clips: the clip's own audio-video offset, which real recordings
+    carry (our sync judge puts the validation clips' at -1.3 frames on average, a few frames either way). Fitted
+    across clips at their recorded offsets, the taps blur the mouth over them. Found once: refitting the others at
+    the offsets found and searching again (three passes) moved a third of them by a frame and lowered the refitted
+    regression's correlation on people it was not fitted on (0.532 -> 0.523; benchmarks/probe_mouth_offsets.py)."""
+    offsets = [0] * len(features)
+    for person in sorted(set(people)):
+        others = [i for i, p in enumerate(people) if p != person]
+        taps = fit_taps([features[i] for i in others], [measures[i] for i in others], first, n_taps, dims, ridge)
+        regression = MouthRegression(taps, first, np.zeros((1, 2)), np.zeros((2, 1)), 0.0)
+        for i in (i for i, p in enumerate(people) if p == person):
+            predicted = regression.predict(features[i])[:, 0]
+            real = (measures[i] - gaussian_smooth(measures[i], LEVEL_SIGMA))[:, :1]
+            inner = slice(max_offset, len(real) - max_offset)  # the frames every candidate delay compares
+            scores = [
+                np.corrcoef(predicted[inner], delayed(real, lag)[inner, 0])[0, 1]
+                for lag in range(-max_offset, max_offset + 1)
+            ]
+            offsets[i] = int(np.argmax(scores)) - max_offset
+    return offsets
 
 
 def _tap_rows(x: np.ndarray, first: int, n_taps: int) -> list[np.ndarray]:

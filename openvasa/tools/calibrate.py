@@ -17,7 +17,8 @@ photograph shows 0.84 of a head turn, re-detected on the shared training clips' 
 The level stays below MAX_GAIN times the model's own, where a typical voice's gain stops.
 
 Mouth: the ridge regression of the mouth's opening and width on the audio features that steers
-the generated mouth (openvasa.motion.mouth_regression), fitted on every training clip; how far it steers the opening
+the generated mouth (openvasa.motion.mouth_regression), fitted on every training clip, each clip's mouth at its own
+audio-video offset (found once for both the offline and the live regression); how far it steers the opening
 and the width (`blend`) are the shares that give each its highest correlation with the real one on the same
 held-out people, each scored with a regression fitted without them. Live models get a regression that ends at the frame (a session has no later audio).
 
@@ -55,7 +56,7 @@ from openvasa.motion.blinks import BLINK_FRACTION, BlinkCalibration, Blinks
 from openvasa.motion.checkpoint import MotionCheckpoint
 from openvasa.motion.generator import MotionGenerator, MotionStream
 from openvasa.motion.head import MAX_GAIN, HeadCalibration, HeadRange, wander, wander_level
-from openvasa.motion.mouth_regression import MouthRegression, fit_directions, fit_taps
+from openvasa.motion.mouth_regression import MouthRegression, clip_offsets, delayed, fit_directions, fit_taps
 from openvasa.motion.settings import GenerationSettings
 from openvasa.motion.signals import POSE
 from openvasa.pipeline import Portrait, prepare_portrait, render_latents
@@ -65,10 +66,15 @@ from openvasa.units import FPS
 # must look like one, or the renderer and the viewer lose it (re-detected, 9 of the latent's 24 a minute were seen).
 THRESHOLDS = np.round(np.arange(BLINK_FRACTION, 0.96, 0.01), 2)
 LEVELS = (0.0, 0.15)  # the head wander levels searched (radians)
-# The mouth regression: frames t-3 ... t+7 (the mouth leads the sound), the audio encoder's first 64 principal
-# components, and a strong ridge. Measured on the validation people with a regression on the training people
-# (mouth r): 0.49 here; 0.47 over t-7 ... t+9, 0.45 with 32 components, 0.49 with 128, 0.49 at a third of the ridge.
-MOUTH_FIRST_TAP, MOUTH_TAPS, MOUTH_DIMS, MOUTH_RIDGE = -3, 11, 64, 3e4
+# The mouth regression: frames t-3 ... t+7 (the mouth leads the sound), the audio encoder's first 128 principal
+# components, and a strong ridge; each training clip's mouth at its own audio-video offset, found within MAX_OFFSET
+# frames either way. The regression alone (mouth r; benchmarks/probe_mouth_offsets.py), on the training people
+# each left out / on the validation people: 0.476 / 0.532 here; with the clips at their recorded offsets 0.434 /
+# 0.487 (64 components, as shipped before: 0.426 / 0.488); 64 components 0.460 / 0.519, 192 0.465 / 0.516; a third
+# of the ridge 0.468 / 0.527, three times it 0.478 / 0.528. Earlier, at recorded offsets: t-7 ... t+9 0.47 on the
+# validation people, 32 components 0.45.
+MOUTH_FIRST_TAP, MOUTH_TAPS, MOUTH_DIMS, MOUTH_RIDGE = -3, 11, 128, 3e4
+MAX_OFFSET = 4
 # Live models: frames t-10 ... t, the audio a session has (with 2 frames ahead instead: 0.445).
 LIVE_FIRST_TAP = -10
 BLENDS = np.round(np.arange(0.0, 1.01, 0.1), 1)
@@ -118,11 +124,12 @@ class Sampled:
     def identity(self) -> str:
         return self.clip.identity
 
-    def latent(self, head: HeadCalibration | None) -> FaceLatent:
-        """The generation as `generate` makes it before the mouth is steered, with this head calibration."""
+    def latent(self, head: HeadCalibration | None) -> tuple[FaceLatent, np.ndarray]:
+        """The generation as `generate` makes it before the mouth is steered, with this head calibration, and the
+        share of the steering kept at each frame (MotionStream.speaking)."""
         stream = self.new_stream()  # a fresh state each time: streams carry running means
         stream.head = HeadRange(head)
-        return stream.smooth(stream.to_latent(self.motion, self.clip.features), whole=True)
+        return stream.smooth(stream.to_latent(self.motion, self.clip.features), whole=True), stream.speaking
 
 
 @dataclass
@@ -134,6 +141,7 @@ class RealClip:
     mouth: np.ndarray  # (T, 2) opening and width (eye distances)
     features: np.ndarray  # (T, A) the model's audio features
     neutral: np.ndarray  # (478, 3)
+    offset: int = 0  # frames the mouth is delayed by to meet its audio (mouth_regression.clip_offsets)
 
 
 def mouth_measures(latent: FaceLatent, neutral: np.ndarray, basis: FaceBasis) -> np.ndarray:
@@ -186,7 +194,7 @@ def eye_samples(samples: list[Sampled]) -> list[EyeSample]:
 def head_spread(samples: list[Sampled], calibration: HeadCalibration | None) -> float:
     """Mean yaw and pitch std (deg) of the samples' heads, generated as `generate` makes them, with this head
     calibration (None: as sampled)."""
-    return float(np.mean([pose_std(s.latent(calibration).pose) for s in samples]))
+    return float(np.mean([pose_std(s.latent(calibration)[0].pose) for s in samples]))
 
 
 def shown_turn(portrait: Portrait, codec: FaceLatentCodec, analyzer: FaceAnalyzer) -> float | None:
@@ -241,23 +249,24 @@ def fit_regression(clips: list[RealClip], blend: float | np.ndarray, first: int)
     readout, directions = fit_directions(
         np.concatenate([centred(c.dynamics) for c in clips]), np.concatenate([centred(c.mouth) for c in clips])
     )
-    taps = fit_taps([c.features for c in clips], [c.mouth for c in clips], first, MOUTH_TAPS, MOUTH_DIMS, MOUTH_RIDGE)
+    mouths = [delayed(c.mouth, c.offset) for c in clips]
+    taps = fit_taps([c.features for c in clips], mouths, first, MOUTH_TAPS, MOUTH_DIMS, MOUTH_RIDGE)
     return MouthRegression(taps, first, readout, directions, blend)
 
 
 def mouth_r(
     samples: list[Sampled],
-    latents: list[FaceLatent],
+    latents: list[tuple[FaceLatent, np.ndarray]],
     regressions: dict[str, MouthRegression],
     blend: float,
     basis: FaceBasis,
 ) -> np.ndarray:
     """(2,) mean correlation of the samples' steered mouth opening and width with the real ones, both steered by
-    `blend`; latents: the samples' unsteered latents (Sampled.latent(None)); regressions: by the person each sample
-    is of, fitted without that person."""
+    `blend`; latents: the samples' unsteered latents and steering shares (Sampled.latent(None)); regressions: by
+    the person each sample is of, fitted without that person."""
     rs = []
-    for s, unsteered in zip(samples, latents, strict=True):
-        latent = replace(regressions[s.identity], blend=blend).steer(unsteered, s.clip.features)
+    for s, (unsteered, speaking) in zip(samples, latents, strict=True):
+        latent = replace(regressions[s.identity], blend=blend).steer(unsteered, s.clip.features, speaking)
         measured = mouth_measures(latent, s.clip.neutral, basis)
         rs.append([np.corrcoef(measured[:, k], s.clip.mouth[:, k])[0, 1] for k in range(2)])
     return np.mean(rs, 0)
@@ -268,7 +277,19 @@ def fit_mouth(samples: list[Sampled], real: list[RealClip], first: int) -> tuple
     gives the samples (of people the model was not trained on) their highest correlation with the real measure,
     each scored with a regression fitted without its person; and those correlations at each blend, (len(BLENDS), 2).
     The directions move one measure without the other, so each share is fitted on its own (the width's peaked
-    further along: 0.46 at 0.8-0.9 against 0.445 at the opening's 0.5, on the shipped model)."""
+    further along: 0.46 at 0.8-0.9 against 0.445 at the opening's 0.5, on the shipped model). The taps are fitted
+    on each real clip's mouth at its own audio-video offset; the samples are scored against the mouth as recorded."""
+    offsets = clip_offsets(
+        [c.features for c in real],
+        [c.mouth for c in real],
+        [c.identity for c in real],
+        MOUTH_FIRST_TAP,
+        MOUTH_TAPS,
+        MOUTH_DIMS,
+        MOUTH_RIDGE,
+        MAX_OFFSET,
+    )
+    real = [replace(c, offset=o) for c, o in zip(real, offsets, strict=True)]
     people = {s.identity for s in samples}
     regressions = {p: fit_regression([c for c in real if c.identity != p], 0.0, first) for p in people}
     basis = FaceBasis.load()
