@@ -169,8 +169,7 @@ def fit_taps(
 
 def delayed(x: np.ndarray, lag: int) -> np.ndarray:
     """x (T, D) shifted `lag` frames later (earlier if negative): row t is row t - lag of x, the edge rows repeated."""
-    padded = np.pad(x, ((max(lag, 0), max(-lag, 0)), (0, 0)), mode="edge")
-    return padded[max(-lag, 0) : max(-lag, 0) + len(x)]
+    return _tap_rows(x, -lag, 1)[0]
 
 
 def clip_offsets(
