@@ -65,6 +65,18 @@ def test_still_video_has_no_head_motion(real_clip: RealClip, codec: FaceLatentCo
     assert m.blink_rate(measured.latent.eyes, FPS) == 0
 
 
+def test_blinks_are_counted_where_the_real_clip_shows_them(real_clip: RealClip, codec: FaceLatentCodec) -> None:
+    real = real_clip.measured.latent
+    reference = real_clip.portrait.identity.reference
+    still = FaceLatent(*(np.repeat(a, len(real), 0) for a in (reference.pose, reference.eyes, reference.dynamics)))
+    neutral, loudness = real_clip.portrait.identity.neutral, np.ones(len(real))
+    assert m.blinks_seen(m.MotionPair(real, real, neutral, codec.basis, loudness, FPS)) > 0
+    # A face that never blinks scores 0 where the real one blinks...
+    assert m.blinks_seen(m.MotionPair(still, real, neutral, codec.basis, loudness, FPS)) == 0
+    # ...and against a real motion that shows no blink the clip does not measure blinks at all.
+    assert np.isnan(m.blinks_seen(m.MotionPair(real, still, neutral, codec.basis, loudness, FPS)))
+
+
 def test_shuffled_pose_lowers_audio_pose_alignment(real_clip: RealClip) -> None:
     pose = real_clip.measured.latent.pose
     loudness = get_frontend("energy").features(real_clip.audio, FPS)[: len(pose), 0]

@@ -377,7 +377,8 @@ def markdown(results: dict) -> str:
     lines = m.table(results["methods"], COLUMNS)
     lines += [
         "",
-        f"{len(results['clips'])} clips, {results['audio_seconds']:.1f} s of audio, {results['frames']} frames.",
+        f"{len(results['clips'])} clips, {results['audio_seconds']:.1f} s of audio, {results['frames']} frames; "
+        f"blinks/min over the {_blink_clips(results)} whose real video shows a blink.",
         "",
     ]
     speed = results["speed"]
@@ -393,6 +394,10 @@ def markdown(results: dict) -> str:
         lines += ["", "Drift over a long generation (last 20 s vs first 20 s):", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in results["drift"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _blink_clips(results: dict) -> int:
+    return sum(not np.isnan(c[REAL]["blinks_per_min"]) for c in results["clips"].values())
 
 
 def plot(results: dict, mouths: dict[str, dict[str, list[float]]], out: Path) -> None:
