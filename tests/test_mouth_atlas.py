@@ -96,3 +96,17 @@ def test_a_mouth_ajar_keeps_its_own_dark_at_its_own_opening(astronaut_portrait):
     psnr = 10 * np.log10(255**2 / error)
     print(f"\nmouth PSNR at the portrait's own opening: {psnr:.1f} dB")
     assert psnr > 27  # 20.7 dB when the atlas replaced the dark, 29.3 dB with it kept
+
+
+def test_the_lower_strips_are_shaded_under_the_upper_teeth():
+    from openvasa.tools.fit_mouth_interior import LOWER_SHADE, LUMA, shaded_lower
+
+    upper = np.full((2, 8, 16, 3), 0.3, np.float32)
+    upper[1, 2] = 1.2  # a row of upper teeth
+    lower = np.full((2, 8, 16, 3), 0.4, np.float32)
+    lower[1, 0] = 1.8  # lower teeth brighter than them
+    shaded = shaded_lower(upper, lower)
+    assert np.isclose(shaded[1, 0, 0] @ LUMA, LOWER_SHADE * 1.2, rtol=1e-4)  # grey: its luma is its level
+    np.testing.assert_allclose(shaded / lower, shaded[0, 0, 0, 0] / lower[0, 0, 0, 0])  # one scale: texture kept
+    dim = shaded_lower(upper, lower * 0.3)
+    np.testing.assert_allclose(dim, lower * 0.3)  # already in the shade: left as it is

@@ -37,6 +37,7 @@ JUDGE_SECONDS = 6.0
 LIP_LIKE = 0.15  # a strip pixel this close to the frame's lip colour (share of its length) may be lip
 MIN_SAMPLES = 5  # samples of an opening for a clip's median to stand for it
 LUMA = np.array([0.299, 0.587, 0.114])
+LOWER_SHADE = 0.8  # the lower strips' brightest over the upper strips' (shaded_lower)
 LEVELS = np.linspace(0, 1, 41)  # the quantiles at which a median strip's brightness is matched to a sample's
 REQUIRED = 0.2  # the chosen clip reaches every opening from the second up to this
 SSIM_MARGIN = 0.002  # candidates this close to the best mouth SSIM are told apart by their teeth (see `fit`)
@@ -206,7 +207,20 @@ def fit(per_clip: Samples, videos: dict[str, Path]) -> tuple[MouthAtlas, str]:
     gain /= (gain * own) @ LUMA
     print(f"{chosen}: teeth hue {own.round(3)}, the clips' median {median_hue.round(3)}")
     atlas = atlases[chosen]
-    return MouthAtlas(OPENINGS, atlas.upper * gain, atlas.lower * gain, DEPTH), chosen
+    upper = atlas.upper * gain
+    return MouthAtlas(OPENINGS, upper, shaded_lower(upper, atlas.lower * gain), DEPTH), chosen
+
+
+def shaded_lower(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The lower strips (K, ROWS, COLS, 3) scaled so that their brightest row is LOWER_SHADE of the upper strips'
+    brightest (over all openings, middle half of the columns). The lower teeth and tongue lie in the shadow of the
+    upper lip and teeth; the chosen clip's lower strips, its lower teeth and the sheen of its lower lip (its tracked
+    inner lip sits inside the lip), were 1.4 times as bright as its upper teeth. Drawn so, a wide-open mouth's lower
+    half was a glowing pink band that MediaPipe took for lip: the lower inner lip was re-detected on it, the mouth
+    read 0.7 as open as drawn, and wide openings saturated (on a 160 px crop 0.10 re-detected for 0.13-0.19 drawn)."""
+    middle = slice(upper.shape[2] // 4, 3 * upper.shape[2] // 4)
+    brightest = [float((strips[:, :, middle] @ LUMA).mean(2).max()) for strips in (upper, lower)]
+    return lower * min(1.0, LOWER_SHADE * brightest[0] / brightest[1])
 
 
 def teeth_hue(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray | None:
