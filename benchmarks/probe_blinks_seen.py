@@ -15,12 +15,11 @@ import numpy as np
 
 from openvasa.audio.phonetics import lip_closures
 from openvasa.data.tracking import timed_frames
-from openvasa.eval.suite import FPS, EvalConfig, eval_clips, frames_at, generated_latents, model_name
+from openvasa.eval.suite import FPS, EvalConfig, eval_clips, frames_at, generated_latents, measure, model_name
 from openvasa.face import landmarks as lm
-from openvasa.face.detect import FaceAnalyzer
 from openvasa.face.latent import EYE_OPEN, FaceLatentCodec
 from openvasa.motion.blinks import BLINK_FRACTION
-from openvasa.pipeline import prepare_portrait
+from openvasa.pipeline import Portrait, prepare_portrait
 
 NEAR = 2  # frames
 
@@ -34,15 +33,11 @@ def track(openness: np.ndarray) -> str:
     return "".join("#" if v < BLINK_FRACTION else "+" if v < 0.7 else "." for v in openness)
 
 
-def redetected_openness(video: Path) -> np.ndarray:
-    """(T,) mean eye openness of the video's frames over its median."""
-    found = []
-    with FaceAnalyzer(static=False) as tracker:
-        for _, frame in timed_frames(video):
-            points = tracker.landmarks(frame)
-            found.append(lm.eye_openness(points) if points is not None else [np.nan, np.nan])
-    eyes = np.array(found)
-    return np.nanmean(eyes / np.nanmedian(eyes, 0), 1)
+def redetected_openness(video: Path, portrait: Portrait, codec: FaceLatentCodec) -> np.ndarray:
+    """(T,) mean eye openness of the video's frames, re-detected as the suite measures them, over its median."""
+    measured = measure((frame for _, frame in timed_frames(video)), portrait, codec, identity_every=10**9)
+    eyes = np.array([lm.eye_openness(points) for points in measured.landmarks])
+    return (eyes / np.median(eyes, 0)).mean(1)
 
 
 def main() -> None:
@@ -61,13 +56,10 @@ def main() -> None:
     print("| clip | drawn | seen | seen with none drawn |\n|---|---|---|---|")
     for clip in eval_clips(config):
         portrait = prepare_portrait(next(frames_at(clip.video, np.array([clip.start_s]))), codec=codec)
-        generated = dict(
-            (name, latent)
-            for name, latent, _ in generated_latents(portrait, clip, codec, config, lip_closures(clip.audio, FPS))
-        )
-        latent = generated[model_name(10)]
+        methods = generated_latents(portrait, clip, codec, config, lip_closures(clip.audio, FPS))
+        latent = next(latent for name, latent, _ in methods if name == model_name(10))
         drawn = (latent.eyes[:, EYE_OPEN] / portrait.identity.reference.eyes[0, EYE_OPEN]).mean(1)
-        seen = redetected_openness(args.run / "videos" / f"{clip.name}.mp4")[: len(drawn)]
+        seen = redetected_openness(args.run / "videos" / f"{clip.name}.mp4", portrait, codec)[: len(drawn)]
         blinks, seen_onsets = onsets(drawn), onsets(seen)
         hits = sum(np.any(np.abs(seen_onsets - b) <= NEAR) for b in blinks)
         extra = sum(not np.any(np.abs(blinks - s) <= NEAR) for s in seen_onsets)
